@@ -1,0 +1,48 @@
+"""Prompt templates (files in agents/prompts/) and a token budget per prompt."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+from simworld.catalog import Item
+from simworld.population import Persona
+
+CHARS_PER_TOKEN = 4  # a conservative estimate for English prompts; the ledger records true counts
+
+
+def estimate_tokens(text: str) -> int:
+    return len(text) // CHARS_PER_TOKEN + 1
+
+
+@lru_cache(maxsize=None)
+def template(name: str) -> str:
+    return (resources.files("simworld.agents") / "prompts" / f"{name}.txt").read_text(encoding="utf-8")
+
+
+def system_message(persona: Persona) -> dict[str, str]:
+    return {"role": "system", "content": template("system").format(name=persona.name, persona=persona.describe())}
+
+
+def item_lines(items: tuple[Item, ...], with_description: bool) -> str:
+    def line(item: Item) -> str:
+        genres = "/".join(item.genres)
+        desc = f" - {item.description}" if with_description and item.description else ""
+        return f"{item.item_id}: {item.label} [{genres}]{desc}"
+
+    return "\n".join(line(i) for i in items)
+
+
+def fit_to_budget(build, memories: tuple[str, ...], budget_tokens: int) -> str:
+    """Build a prompt, dropping detail until it fits: oldest memories first, then descriptions."""
+    memories = list(memories)
+    for with_description in (True, False):
+        mems = list(memories)
+        while True:
+            text = build(mems, with_description)
+            if estimate_tokens(text) <= budget_tokens or not mems:
+                break
+            mems.pop(0)
+        if estimate_tokens(text) <= budget_tokens:
+            return text
+    return text

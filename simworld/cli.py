@@ -1,0 +1,178 @@
+"""`simworld` command line. User errors end in one clear message and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from simworld.errors import ScenarioError, SimworldError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="simworld: simulate users on a recommender platform.")
+console = Console()
+err = Console(stderr=True)
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(exc: SimworldError) -> None:
+    if isinstance(exc, ScenarioError):
+        err.print(f"[bold red]error:[/] {exc.source} is not a valid scenario:", highlight=False)
+        for problem in exc.problems:
+            err.print(f"  {problem}", highlight=False, markup=False)
+    else:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+def _run_with_progress(sim) -> None:
+    from simworld.runner import Simulation
+
+    assert isinstance(sim, Simulation)
+    console.print(f"run [bold]{sim.recorder.run_id}[/] -> {sim.run_dir}")
+    with Progress(TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[last]}"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("rounds", total=sim.scenario.rounds, completed=sim.rounds_done, last="")
+
+        def on_round(result, metrics) -> None:
+            rating = metrics.get("mean_rating", math.nan)
+            progress.update(task, completed=result.round,
+                            last=f"{result.active} active, {int(metrics.get('watches', 0))} watches, "
+                                 f"rating {rating:.2f}" if rating == rating else f"{result.active} active, no watches")
+
+        try:
+            sim.run(on_round)
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print(f"interrupted after round {sim.rounds_done}; continue with: simworld resume {sim.run_dir}")
+            raise typer.Exit(EXIT_INTERRUPTED)
+        finally:
+            sim.close()
+    _print_summary(sim.run_dir)
+
+
+def _print_summary(run_dir: Path) -> None:
+    from simworld.recorder import read_metrics, read_summary
+
+    summary = read_summary(run_dir)
+    table = Table(title=f"run {summary['run_id']}", show_header=True)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key in ("status", "rounds_done", "agents", "catalog_items", "recommender", "policy", "events",
+                "watches", "mean_rating", "prompt_tokens", "completion_tokens", "wall_s"):
+        value = summary.get(key)
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    metrics = read_metrics(run_dir)
+    if metrics.height:
+        last = metrics.row(-1, named=True)
+        for key in ("coverage", "genre_entropy"):
+            if key in last and last[key] is not None:
+                table.add_row(f"{key} (last round)", f"{last[key]:.3f}")
+    console.print(table)
+    console.print(f"run folder: {run_dir}")
+
+
+@app.command()
+def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
+        rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="override the number of rounds"),
+        seed: Optional[int] = typer.Option(None, "--seed", min=0, help="override the seed"),
+        out: Optional[Path] = typer.Option(None, "--out", help="folder for run folders (default: the scenario's output.dir)"),
+        run_id: Optional[str] = typer.Option(None, "--run-id", help="fixed run id")) -> None:
+    """Run a scenario to the end and write its run folder."""
+    from simworld import runner
+
+    try:
+        sim = runner.start(scenario, out_dir=out, run_id=run_id, rounds=rounds, seed=seed)
+        _run_with_progress(sim)
+    except SimworldError as exc:
+        _fail(exc)
+
+
+@app.command()
+def resume(run_dir: Path = typer.Argument(..., help="a run folder, e.g. runs/movies-20261125-120000-s42")) -> None:
+    """Continue a run from its last complete round."""
+    from simworld import runner
+
+    try:
+        if not run_dir.is_dir():
+            raise SimworldError(f"run folder not found: {run_dir}")
+        sim = runner.resume(run_dir)
+        if sim.finished:
+            console.print(f"run {sim.recorder.run_id} already has all {sim.scenario.rounds} rounds")
+            if not (run_dir / "events.parquet").exists():
+                sim.recorder.finish(sim.scenario, "finished", sim.rounds_done)
+            sim.close()
+            return
+        console.print(f"resuming after round {sim.rounds_done}")
+        _run_with_progress(sim)
+    except SimworldError as exc:
+        _fail(exc)
+
+
+@app.command()
+def schema() -> None:
+    """Print the scenario JSON Schema (for editor autocompletion)."""
+    from simworld.config import scenario_json_schema
+
+    sys.stdout.write(json.dumps(scenario_json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def runs(out: Path = typer.Option(Path("runs"), "--out", help="folder that holds run folders")) -> None:
+    """List run folders with their status."""
+    from simworld.runner import list_runs
+
+    rows = list_runs(out)
+    if not rows:
+        console.print(f"no runs in {out}")
+        return
+    table = Table(show_header=True)
+    for col in ("run_id", "status", "rounds", "agents", "recommender", "policy", "watches", "mean rating"):
+        table.add_column(col)
+    for r in rows:
+        rating = r.get("mean_rating")
+        table.add_row(r["run_id"], r["status"], f"{r['rounds_done']}/{r['rounds_planned']}", str(r["agents"]),
+                      r["recommender"], r["policy"], str(r["watches"]), f"{rating:.2f}" if rating else "-")
+    console.print(table)
+
+
+@app.command()
+def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")) -> None:
+    """Check a scenario file without running it."""
+    from simworld.config import load_scenario
+
+    try:
+        s = load_scenario(scenario)
+    except SimworldError as exc:
+        _fail(exc)
+    console.print(f"{scenario}: valid ({s.population.size} agents, {s.rounds} rounds, {s.recommender.name}, {s.policy.kind})")
+
+
+@app.command()
+def ui(port: int = typer.Option(8501, "--port", help="port for the viewer"),
+       address: str = typer.Option("127.0.0.1", "--address", help="bind address (loopback unless you mean it)")) -> None:
+    """Open the Streamlit live viewer (app.py)."""
+    import subprocess
+
+    app_path = Path(__file__).resolve().parent.parent / "app.py"
+    if not app_path.is_file():
+        _fail(SimworldError("app.py not found next to the simworld package; run from a source checkout"))
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", address,
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The run folder: the event log, per-round metrics, the summary and checkpoints.
+
+    runs/<run-id>/scenario.yaml      the scenario as resolved
+    runs/<run-id>/events/round-*.parquet   one file per finished round while the run is live
+    runs/<run-id>/events.parquet     all events, written when the run ends (parts removed)
+    runs/<run-id>/metrics.parquet    one row per round
+    runs/<run-id>/summary.json       status, totals, timings (updated every round)
+    runs/<run-id>/checkpoint.pkl     the world after the last complete round
+    runs/<run-id>/personas.parquet   who the agents are (rewritten when a persona is edited)
+    runs/<run-id>/agents.parquet     per round, each agent's taste vector and dominant genre
+
+Every file is written to a temporary name and renamed, and the checkpoint is written last:
+a round is complete once its checkpoint exists. A crash loses at most the round in progress,
+and `resume` drops any file of a round past the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from simworld.catalog import Catalog
+from simworld.config import Scenario
+from simworld.errors import SimworldError
+from simworld.events import EVENT_SCHEMA, empty_events
+from simworld.metrics_basic import basic_round_metrics
+
+CHECKPOINT = "checkpoint.pkl"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.write_parquet(tmp, statistics=False)
+    os.replace(tmp, path)
+
+
+class Recorder:
+    def __init__(self, run_dir: Path, run_id: str, catalog: Catalog):
+        self.run_dir = run_dir
+        self.run_id = run_id
+        self.catalog = catalog
+        self.parts = run_dir / "events"
+        self.metric_rows: list[dict[str, Any]] = []
+        self.agent_frames: list[pl.DataFrame] = []
+        self.history = empty_events()
+        self.started = time.time()
+        self.wall_s = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @classmethod
+    def create(cls, scenario: Scenario, run_dir: Path, run_id: str, catalog: Catalog) -> "Recorder":
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise SimworldError(f"run folder {run_dir} already exists and is not empty; pick another --out or run id")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        rec = cls(run_dir, run_id, catalog)
+        rec.parts.mkdir()
+        (run_dir / "scenario.yaml").write_text(scenario.to_yaml(), encoding="utf-8")
+        rec.write_summary(scenario, status="running", rounds_done=0)
+        return rec
+
+    @classmethod
+    def reopen(cls, run_dir: Path, run_id: str, catalog: Catalog, rounds_done: int) -> "Recorder":
+        """Reopen after a crash: forget whatever lies past the last complete round."""
+        rec = cls(run_dir, run_id, catalog)
+        rec.parts.mkdir(exist_ok=True)
+        for part in rec.parts.glob("round-*.parquet"):
+            if int(part.stem.split("-")[1]) > rounds_done:
+                part.unlink()
+        for stray in list(rec.parts.glob(".*.tmp")) + list(run_dir.glob(".*.tmp")):
+            stray.unlink()
+        rec.history = read_events(run_dir)
+        agents = run_dir / "agents.parquet"
+        if agents.exists():
+            rec.agent_frames = [pl.read_parquet(agents).filter(pl.col("round") <= rounds_done)]
+        metrics = run_dir / "metrics.parquet"
+        if metrics.exists():
+            rec.metric_rows = pl.read_parquet(metrics).filter(pl.col("round") <= rounds_done).to_dicts()
+        summary = read_summary(run_dir)
+        rec.wall_s = float(summary.get("wall_s", 0.0))
+        return rec
+
+    def record_round(self, round_no: int, events: pl.DataFrame, active: int, wall_s: float,
+                     extra: dict[str, float] | None = None) -> dict[str, Any]:
+        atomic_write_parquet(events, self.parts / f"round-{round_no:06d}.parquet")
+        self.history = pl.concat([self.history, events]) if events.height else self.history
+        row = {"round": round_no, "active_agents": active, "wall_s": wall_s}
+        row.update(basic_round_metrics(events, self.history, self.catalog))
+        row.update(extra or {})
+        self.metric_rows.append(row)
+        self.wall_s += wall_s
+        atomic_write_parquet(pl.DataFrame(self.metric_rows), self.run_dir / "metrics.parquet")
+        return row
+
+    def record_personas(self, personas: pl.DataFrame) -> None:
+        atomic_write_parquet(personas, self.run_dir / "personas.parquet")
+
+    def record_agents(self, snapshot: pl.DataFrame) -> None:
+        """Append one round's agent snapshot (agent_id, round, taste, dominant_genre, ...)."""
+        self.agent_frames = [pl.concat([*self.agent_frames, snapshot])]
+        atomic_write_parquet(self.agent_frames[0], self.run_dir / "agents.parquet")
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        atomic_write_bytes(self.run_dir / CHECKPOINT, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def finish(self, scenario: Scenario, status: str, rounds_done: int, message: str | None = None) -> None:
+        """Consolidate the per-round parts into events.parquet and write the final summary."""
+        if status == "finished":
+            atomic_write_parquet(read_events(self.run_dir), self.run_dir / "events.parquet")
+            for part in self.parts.glob("round-*.parquet"):
+                part.unlink()
+            self.parts.rmdir()
+        self.write_summary(scenario, status=status, rounds_done=rounds_done, message=message)
+
+    def write_summary(self, scenario: Scenario, status: str, rounds_done: int, message: str | None = None) -> None:
+        h = self.history
+        watches = h.filter(pl.col("action") == "watch")
+        summary = {
+            "run_id": self.run_id, "scenario": scenario.name, "seed": scenario.seed,
+            "status": status, "message": message,
+            "rounds_planned": scenario.rounds, "rounds_done": rounds_done,
+            "agents": scenario.population.size, "catalog_items": len(self.catalog),
+            "recommender": scenario.recommender.name, "policy": scenario.policy.kind,
+            "events": h.height, "watches": watches.height,
+            "mean_rating": float(watches["rating"].mean()) if watches.height else None,
+            "decisions_by_policy": dict(h.filter(pl.col("action").is_in(["page", "search", "idle", "fallback"]))
+                                        .group_by("policy").len().sort("policy").iter_rows()),
+            "prompt_tokens": int(h["prompt_tokens"].sum() or 0),
+            "completion_tokens": int(h["completion_tokens"].sum() or 0),
+            "wall_s": round(self.wall_s, 3),
+        }
+        atomic_write_bytes(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+
+
+# -- reading run folders (the viewer and notebooks use these too) -----------------------------
+
+def read_events(run_dir: Path) -> pl.DataFrame:
+    run_dir = Path(run_dir)
+    whole = run_dir / "events.parquet"
+    if whole.exists():
+        return pl.read_parquet(whole)
+    parts = sorted((run_dir / "events").glob("round-*.parquet"))
+    if not parts:
+        return empty_events()
+    return pl.concat([pl.read_parquet(p) for p in parts]).cast(EVENT_SCHEMA)
+
+
+def read_metrics(run_dir: Path) -> pl.DataFrame:
+    path = Path(run_dir) / "metrics.parquet"
+    return pl.read_parquet(path) if path.exists() else pl.DataFrame()
+
+
+def read_personas(run_dir: Path) -> pl.DataFrame:
+    path = Path(run_dir) / "personas.parquet"
+    return pl.read_parquet(path) if path.exists() else pl.DataFrame()
+
+
+def read_agents(run_dir: Path) -> pl.DataFrame:
+    path = Path(run_dir) / "agents.parquet"
+    return pl.read_parquet(path) if path.exists() else pl.DataFrame()
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "summary.json"
+    if not path.exists():
+        raise SimworldError(f"{run_dir} is not a run folder (no summary.json)")
+    return json.loads(path.read_text())
+
+
+def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        return None
+    with open(path, "rb") as fh:
+        return pickle.load(fh)

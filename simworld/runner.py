@@ -1,0 +1,192 @@
+"""The one public way to run a scenario: build, step, resume. The CLI, viewer and notebooks use it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from simworld.agents.policy import Policy
+from simworld.agents.rule_policy import RulePolicy
+from simworld.catalog import Catalog, load_bundled_catalog, load_csv_catalog
+from simworld.config import Scenario, load_scenario
+from simworld.errors import SimworldError
+from simworld.population import Persona, movielens_personas, synthetic_personas
+from simworld.recorder import Recorder, read_checkpoint, read_summary
+from simworld.recommenders.base import RecommenderContext
+from simworld.recommenders.registry import build_recommender
+from simworld.world import RoundResult, SimWorld
+
+
+# -- building the parts from a scenario --------------------------------------------------------
+
+def build_catalog(scenario: Scenario) -> Catalog:
+    spec = scenario.catalog
+    if spec.source == "bundled":
+        return load_bundled_catalog()
+    path = scenario.resolve_path(spec.path or "")
+    if spec.source == "csv":
+        return load_csv_catalog(path)
+    from simworld.movielens import load_movielens_catalog
+
+    return load_movielens_catalog(path, min_ratings=spec.min_ratings, max_items=spec.max_items)
+
+
+def build_population(scenario: Scenario, catalog: Catalog) -> tuple[list[Persona], pl.DataFrame | None]:
+    spec = scenario.population
+    rng = np.random.default_rng([scenario.seed, 1])  # the population's own stream of the run seed
+    if spec.source == "synthetic":
+        return synthetic_personas(spec.size, catalog, rng), None
+    folder = spec.path or scenario.catalog.path
+    if not folder:
+        raise SimworldError("population.source 'movielens' needs population.path (or a movielens catalog.path)")
+    from simworld.movielens import load_movielens_ratings
+
+    ratings = load_movielens_ratings(scenario.resolve_path(folder))
+    pop = movielens_personas(ratings, catalog, spec.size, rng)
+    return pop.personas, (pop.history if spec.seed_history else None)
+
+
+def policy_factory(scenario: Scenario) -> Callable[[Persona], Policy]:
+    spec = scenario.policy
+    if spec.kind != "rule":
+        raise SimworldError(f"policy.kind {spec.kind!r} is not available in this build; use 'rule'")
+    rule = RulePolicy(spec.rule)
+    return lambda persona: rule
+
+
+def build_world(scenario: Scenario, run_id: str) -> SimWorld:
+    catalog = build_catalog(scenario)
+    personas, history = build_population(scenario, catalog)
+    context = RecommenderContext(catalog=catalog, seed=scenario.seed)
+    recommender = build_recommender(scenario.recommender.name, scenario.recommender.params, context)
+    return SimWorld(scenario, catalog, personas, recommender, policy_factory(scenario), history=history, run_id=run_id)
+
+
+# -- a run -----------------------------------------------------------------------------------
+
+@dataclass
+class Simulation:
+    """A world plus its run folder. `step()` runs and records one round; `run()` runs the rest."""
+
+    scenario: Scenario
+    world: SimWorld
+    recorder: Recorder
+    _personas_dirty: bool = False
+
+    @property
+    def run_dir(self) -> Path:
+        return self.recorder.run_dir
+
+    @property
+    def rounds_done(self) -> int:
+        return self.world.round
+
+    @property
+    def finished(self) -> bool:
+        return self.world.round >= self.scenario.rounds
+
+    def step(self) -> tuple[RoundResult, dict]:
+        result = self.world.step()
+        metrics = self.recorder.record_round(result.round, result.events, result.active, result.wall_s)
+        self.recorder.record_agents(self.world.agent_snapshot())
+        if self._personas_dirty:
+            self.recorder.record_personas(self.world.persona_frame())
+            self._personas_dirty = False
+        self.recorder.checkpoint(self.world.state_dict())  # the commit point of the round
+        self.recorder.write_summary(self.scenario, "running", self.world.round)
+        return result, metrics
+
+    def run(self, on_round: Callable[[RoundResult, dict], None] | None = None) -> None:
+        try:
+            while not self.finished:
+                result, metrics = self.step()
+                if on_round:
+                    on_round(result, metrics)
+        except KeyboardInterrupt:
+            self.recorder.write_summary(self.scenario, "interrupted", self.world.round,
+                                        message=f"interrupted during round {self.world.round + 1}")
+            raise
+        self.recorder.finish(self.scenario, "finished", self.world.round)
+
+    def edit_persona(self, agent_id: int, **changes) -> None:
+        """Change who an agent is; takes effect from the next round, and is recorded."""
+        self.world.edit_persona(agent_id, **changes)
+        self._personas_dirty = True
+
+    def inject(self, agent_ids: list[int], text: str, item_id: int | None = None) -> None:
+        """Put an event (a news post; an ad when item_id is given) in front of these agents next round."""
+        self.world.inject(agent_ids, text, item_id)
+
+    def close(self) -> None:
+        self.world.close()
+
+
+def new_run_id(scenario: Scenario) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{scenario.name}-{stamp}-s{scenario.seed}"
+
+
+def start(scenario: Scenario | str | Path, *, out_dir: str | Path | None = None, run_id: str | None = None,
+          rounds: int | None = None, seed: int | None = None) -> Simulation:
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario)
+    scenario = scenario.with_overrides(rounds=rounds, seed=seed)
+    run_id = run_id or scenario.output.run_id or new_run_id(scenario)
+    out = Path(out_dir) if out_dir is not None else Path(scenario.output.dir)
+    run_dir = out / run_id
+    if scenario.output.run_id is None and run_id == new_run_id(scenario):
+        n = 1
+        while run_dir.exists():  # two runs in the same second
+            n += 1
+            run_dir = out / f"{run_id}-{n}"
+        run_id = run_dir.name
+    world = build_world(scenario, run_id)
+    recorder = Recorder.create(scenario, run_dir, run_id, world.catalog)
+    recorder.record_personas(world.persona_frame())
+    recorder.record_agents(world.agent_snapshot())  # round 0: the tastes people start with
+    return Simulation(scenario, world, recorder)
+
+
+def resume(run_dir: str | Path) -> Simulation:
+    """Continue a run from its last complete round, with no duplicated or missing rows."""
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    scenario = load_scenario(run_dir / "scenario.yaml")  # saved with its paths made absolute
+    world = build_world(scenario, summary["run_id"])
+    state = read_checkpoint(run_dir)
+    if state is not None:
+        world.load_state(state)
+    recorder = Recorder.reopen(run_dir, summary["run_id"], world.catalog, world.round)
+    return Simulation(scenario, world, recorder)
+
+
+def run_scenario(path: str | Path, **kwargs) -> Path:
+    """Run a scenario to the end; return its run folder."""
+    sim = start(path, **kwargs)
+    try:
+        sim.run()
+    finally:
+        sim.close()
+    return sim.run_dir
+
+
+def list_runs(out_dir: str | Path = "runs") -> list[dict]:
+    rows = []
+    for path in sorted(Path(out_dir).glob("*/summary.json")):
+        try:
+            summary = read_summary(path.parent)
+        except (SimworldError, ValueError):
+            continue
+        summary["path"] = str(path.parent)
+        rows.append(summary)
+    return rows
+
+
+def wall_clock() -> float:
+    return time.perf_counter()

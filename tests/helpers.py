@@ -1,0 +1,21 @@
+"""Small helpers shared by tests (imported as `from tests.helpers import ...`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+# Wall-clock columns differ between identical runs; everything else must match exactly.
+TIMING_COLUMNS = ["latency_ms"]
+
+
+def comparable(events: pl.DataFrame) -> pl.DataFrame:
+    return events.drop([c for c in TIMING_COLUMNS if c in events.columns]).sort(["round", "seq"])
+
+
+def write_scenario(folder: Path, text: str, name: str = "scenario.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path

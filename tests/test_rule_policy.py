@@ -1,0 +1,120 @@
+"""The rule policy is a calibrated choice model, not a coin flip."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import polars as pl
+import pytest
+
+from simworld.agents.actions import BrowseAction, IdleAction, SearchAction, watches_of
+from simworld.agents.observation import Observation
+from simworld.agents.rule_policy import RulePolicy
+from simworld.catalog import load_bundled_catalog
+from simworld.config import RulePolicySpec
+from simworld.population import Persona, synthetic_personas
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_bundled_catalog()
+
+
+def persona_liking(catalog, genre: str, **kw) -> Persona:
+    taste = {g: (1.0 if g == genre else 0.0) for g in catalog.genres}
+    base = dict(agent_id=1, name="T", age=30, occupation="tester", traits=("calm",), genre_taste=taste,
+                activity=0.5, diversity=0.0, conformity=0.0, curiosity=0.0, rating_bias=0.0, rating_noise=0.3)
+    base.update(kw)
+    return Persona(**base)
+
+
+def observe(catalog, persona, pages, seed=0, watched=frozenset(), mean=lambda i: None) -> Observation:
+    return Observation(agent_id=persona.agent_id, round=1, persona=persona,
+                       taste=persona.taste_vector(catalog.genres), pages=pages, watched=watched,
+                       catalog=catalog, item_mean_rating=mean, search=catalog.search,
+                       rng=np.random.default_rng(seed))
+
+
+def items_with(catalog, genre: str, n: int, exclude: str | None = None):
+    out = [i for i in catalog.items if genre in i.genres and (exclude is None or exclude not in i.genres)]
+    assert len(out) >= n
+    return tuple(out[:n])
+
+
+def test_watch_probability_rises_with_taste_match_and_falls_with_fatigue_and_repeats(catalog):
+    policy = RulePolicy()
+    fan = persona_liking(catalog, "Horror")
+    horror = items_with(catalog, "Horror", 1)[0]
+    musical = items_with(catalog, "Musical", 1, exclude="Horror")[0]
+    obs = observe(catalog, fan, ())
+    p_match = policy.watch_probability(obs, horror, pages_seen=0)
+    p_other = policy.watch_probability(obs, musical, pages_seen=0)
+    assert p_match > 0.5 > p_other
+    assert policy.watch_probability(obs, horror, pages_seen=2) < p_match
+    obs_seen = observe(catalog, fan, (), watched=frozenset({horror.item_id}))
+    assert policy.watch_probability(obs_seen, horror, pages_seen=0) < p_match / 5
+
+
+def test_fans_pick_their_genre_from_a_mixed_page(catalog):
+    policy = RulePolicy()
+    picked = {"Horror": 0, "other": 0}
+    page = items_with(catalog, "Horror", 5) + items_with(catalog, "Musical", 5, exclude="Horror")
+    fan = persona_liking(catalog, "Horror", curiosity=0.0)
+    for seed in range(200):
+        action = policy.decide_now(observe(catalog, fan, (page,), seed=seed))
+        for w in watches_of(action):
+            picked["Horror" if "Horror" in catalog.get(w.item_id).genres else "other"] += 1
+    assert picked["Horror"] > 5 * max(picked["other"], 1)
+
+
+def test_social_proof_sways_conformists_only(catalog):
+    policy = RulePolicy()
+    item = items_with(catalog, "Drama", 1)[0]
+    for conformity, expect_change in ((1.0, True), (0.0, False)):
+        p = persona_liking(catalog, "Drama", conformity=conformity)
+        loved = policy.utility(observe(catalog, p, (), mean=lambda i: 5.0), item)
+        hated = policy.utility(observe(catalog, p, (), mean=lambda i: 1.0), item)
+        assert (loved > hated) is expect_change
+
+
+def test_ratings_follow_utility_and_are_half_stars(catalog):
+    policy = RulePolicy()
+    fan = persona_liking(catalog, "Western", rating_noise=0.01)
+    western = items_with(catalog, "Western", 1)[0]
+    other = items_with(catalog, "Romance", 1, exclude="Western")[0]
+    obs = observe(catalog, fan, ())
+    good, bad = policy.rating(obs, western), policy.rating(obs, other)
+    assert good > bad
+    assert (good * 2).is_integer() and 0.5 <= bad <= 5.0
+
+
+def test_population_ratings_are_calibrated_like_movielens(catalog):
+    """Over a synthetic population the rating distribution sits near MovieLens' (3.5, 1.04)."""
+    policy = RulePolicy()
+    people = synthetic_personas(300, catalog, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    ratings = []
+    for person in people:
+        page = tuple(catalog.items[i] for i in rng.choice(len(catalog), 10, replace=False))
+        for w in watches_of(policy.decide_now(observe(catalog, person, (page,), seed=person.agent_id))):
+            ratings.append(w.rating)
+    ratings = np.array(ratings)
+    assert len(ratings) > 150
+    assert 3.0 <= ratings.mean() <= 4.0
+    assert 0.7 <= ratings.std() <= 1.3
+
+
+def test_same_stream_same_decision_and_actions_are_typed(catalog):
+    policy = RulePolicy(RulePolicySpec(search_rate=0.5))
+    person = synthetic_personas(1, catalog, np.random.default_rng(3))[0]
+    pages = (catalog.items[:10], catalog.items[10:20])
+    kinds = set()
+    for seed in range(40):
+        a = policy.decide_now(observe(catalog, person, pages, seed=seed))
+        b = asyncio.run(policy.decide(observe(catalog, person, pages, seed=seed)))
+        assert a == b
+        kinds.add(type(a))
+        if isinstance(a, SearchAction):
+            assert a.query and set(w.item_id for w in a.decision.watches) <= set(a.results)
+    assert {BrowseAction, SearchAction} <= kinds
