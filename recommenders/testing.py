@@ -196,3 +196,28 @@ class RecommenderContract:
         noisy_rec.update(pl.DataFrame({"user_id": [3], "item_id": [UNKNOWN_ITEM], "rating": [2.0],
                                        "round": [2]}))
         self.check_lists(noisy_rec.recommend(users, k=5), len(users), 5, contract_catalog())
+
+
+class ReverseRankingLLM:
+    """A deterministic stand-in `LanguageModel` for re-rankers: it ranks the candidates that
+    the prompt lists as `id: ...` lines in reverse order. Picklable; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def complete(self, request):
+        import re
+
+        from simworld.llm import LLMResponse
+
+        self.calls += 1
+        text = request.messages[-1]["content"]
+        ids = [int(m) for m in re.findall(r"^(\d+): ", text, flags=re.MULTILINE)]
+        answer = {"ranking": ids[::-1]}
+        parsed = request.response_model.model_validate(answer) if request.response_model else None
+        import json
+
+        return LLMResponse(text=json.dumps(answer), parsed=parsed, model="reverse-ranking")
+
+    async def acomplete(self, request):
+        return self.complete(request)
