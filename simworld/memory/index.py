@@ -217,6 +217,12 @@ class IndexedMemory:
                     raise ValueError(f"memory id {rec.memory_id!r} appears twice in one batch")
         ids: list[str] = []
         added: dict[str, list[str]] = {}
+        per_agent: dict[str, int] = {}
+        for rec in records:
+            per_agent[rec.agent_id] = per_agent.get(rec.agent_id, 0) + 1
+        for agent_id, extra_rows in per_agent.items():  # grow each agent's columns once
+            idx = self._index(agent_id)
+            idx._grow(idx.n + extra_rows)
         for i, rec in enumerate(records):
             idx = self._index(rec.agent_id)
             if rec.memory_id:
