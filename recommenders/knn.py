@@ -73,19 +73,23 @@ def item_similarity(matrix: sp.csr_matrix, neighbors: int, shrinkage: float, blo
     cols_out: list[np.ndarray] = []
     vals_out: list[np.ndarray] = []
     active = np.flatnonzero(counts > 0)
+    csr_t = csc.T.tocsr()  # items x users
     for start in range(0, len(active), block_size):
         block = active[start:start + block_size]
-        co = (csc.T @ csc[:, block]).toarray().astype(np.float64)  # (n, len(block))
-        sim = co / (np.outer(norms, norms[block]) + shrinkage + 1e-12)
-        sim[block, np.arange(len(block))] = 0.0  # an item is not its own neighbour
+        # rows: the block's items; columns: every item (contiguous rows for argpartition)
+        co = (csr_t[block] @ csc).toarray().astype(np.float32)
+        sim = co / (np.outer(norms[block], norms) + shrinkage + 1e-12).astype(np.float32)
+        sim[np.arange(len(block)), block] = 0.0  # an item is not its own neighbour
         if keep == 0:
             continue
-        top = np.argpartition(-sim, keep - 1, axis=0)[:keep] if keep < n else np.tile(
-            np.arange(n)[:, None], (1, len(block)))
-        vals = np.take_along_axis(sim, top, axis=0)
+        if keep < n:
+            top = np.argpartition(-sim, keep - 1, axis=1)[:, :keep]
+        else:
+            top = np.tile(np.arange(n), (len(block), 1))
+        vals = np.take_along_axis(sim, top, axis=1)
         mask = vals > 0
-        rows_out.append(top[mask])
-        cols_out.append(np.broadcast_to(block, top.shape)[mask])
+        rows_out.append(top[mask])  # the neighbour j (a history item) ...
+        cols_out.append(np.broadcast_to(block[:, None], top.shape)[mask])  # ... of the scored item i
         vals_out.append(vals[mask])
     if not vals_out:
         return sp.csr_matrix((n, n), dtype=np.float32)
