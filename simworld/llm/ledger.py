@@ -227,7 +227,7 @@ class LedgerModel(ModelWrapper):
         with self._lock:
             rows = list(self._rows)
             flushed = self._flushed
-        new = pl.DataFrame(rows, schema=_schema(), orient="row") if rows else pl.DataFrame(schema=_schema())
+        new = pl.DataFrame(rows, schema=_schema()) if rows else pl.DataFrame(schema=_schema())
         return pl.concat([flushed, new]) if flushed is not None else new
 
     def flush(self, path: Path | None = None) -> Path:
@@ -246,7 +246,7 @@ class LedgerModel(ModelWrapper):
                 )
             if rows:
                 self._flushed = pl.concat(
-                    [self._flushed, pl.DataFrame(rows, schema=_schema(), orient="row")]
+                    [self._flushed, pl.DataFrame(rows, schema=_schema())]
                 )
             frame = self._flushed
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -359,8 +359,9 @@ def _classify(exc: BaseException, where: str, timeout_s: float | None) -> LLMErr
         return LLMTransientError(
             f"{where} is rate limiting requests (429){hint}", kind="rate_limit", status_code=429, retry_after=ra
         )
-    if "connection refused" in chain or "connecterror" in chain or "name or service not known" in chain or "nodename nor servname" in chain or "all connection attempts failed" in chain:
-        reason = "connection refused" if "refused" in chain or "all connection attempts failed" in chain else "cannot connect"
+    if "connection refused" in chain or "connecterror" in chain or "name or service not known" in chain or "nodename nor servname" in chain or "all connection attempts failed" in chain or "connect call failed" in chain or "errno 111" in chain:
+        refused = ("refused", "all connection attempts failed", "connect call failed", "errno 111")
+        reason = "connection refused" if any(r in chain for r in refused) else "cannot connect"
         return LLMTransientError(f"{where} unreachable: {reason}", kind="connection")
     if status is not None and status >= 500:
         return LLMTransientError(
