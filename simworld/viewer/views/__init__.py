@@ -1,0 +1,1 @@
+"""One module per viewer page; each defines `VIEW` (see simworld.viewer.registry)."""

@@ -1,0 +1,79 @@
+"""End to end in real headless Chromium: serve app.py on 127.0.0.1, start a run, see a chart and a feed row.
+
+Skips without Chromium unless SIMWORLD_REQUIRE_BROWSER=1 (CI), where a missing browser fails.
+The screenshots land in test-artifacts/ (viewer.png and one per view).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from simworld.viewer import harness
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+SMALL = """\
+name: e2e-small
+description: 20 agents over 5 rounds, for the browser test.
+seed: 11
+rounds: 5
+population: {size: 20, source: synthetic}
+catalog: {source: bundled}
+activity: {model: constant, probability: 0.8}
+recommender: {name: popularity, page_size: 8, max_pages: 2}
+policy: rule
+"""
+
+
+def _need_browser() -> None:
+    problems = []
+    if harness.chromium_path() is None:
+        problems.append("Chromium is not installed (Debian packages chromium and chromium-driver)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problems.append("Playwright for Python is not installed (pip install '.[test]')")
+    if problems:
+        if os.environ.get("SIMWORLD_REQUIRE_BROWSER") == "1":
+            pytest.fail("SIMWORLD_REQUIRE_BROWSER=1 but " + "; ".join(problems))
+        pytest.skip("; ".join(problems))
+
+
+@pytest.mark.slow
+def test_start_a_run_in_chromium_and_see_chart_and_feed(tmp_path):
+    _need_browser()
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "small.yaml").write_text(SMALL)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with harness.serve(tmp_path, log=tmp_path / "streamlit.log") as url, harness.browser_page() as page:
+        page.set_default_timeout(60_000)
+        page.goto(f"{url}/?scenario=small")
+        page.wait_for_selector(harness.START)
+        page.locator(harness.START).click()
+        page.wait_for_selector(harness.FEED_ROW)  # the default view is the activity feed
+        assert "R" in page.locator(harness.FEED_ROW).first.inner_text()
+        page.wait_for_function("() => [...document.querySelectorAll('.sw-pill')]"
+                               ".some(e => e.textContent.trim() === 'finished')", timeout=90_000)
+        page.wait_for_selector(harness.FEED_ROW)
+        page.screenshot(path=str(ARTIFACTS / "viewer-feed.png"), full_page=True)
+        harness.click_view(page, "Metrics")
+        page.wait_for_selector(harness.view_selector("charts"))
+        page.wait_for_selector(harness.CHART)
+        assert page.locator(harness.CHART).count() >= 3
+        page.wait_for_timeout(800)  # let plotly finish drawing before the picture
+        page.screenshot(path=str(ARTIFACTS / "viewer.png"), full_page=True)
+        harness.click_view(page, "Population map")
+        page.wait_for_selector(f'{harness.view_selector("map")} {harness.CHART}')
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(ARTIFACTS / "viewer-map.png"), full_page=True)
+        harness.click_view(page, "Agent inspector")
+        page.wait_for_selector(harness.view_selector("inspector"))
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(ARTIFACTS / "viewer-inspector.png"), full_page=True)
+        assert "Traceback" not in page.content()
+    log = (tmp_path / "streamlit.log").read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+    assert list((tmp_path / "runs").glob("e2e-small-*/events.parquet"))
