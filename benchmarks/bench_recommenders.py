@@ -99,6 +99,7 @@ def main() -> None:
         assert all(len(items) == args.k for items in lists)
         median = statistics.median(times)
         rows.append((name, t1 - t0, t3 - t2, median, 1000 * median / len(users)))
+        print(f"  {name}: fit {t1 - t0:.2f} s, update {t3 - t2:.2f} s, recommend {median:.2f} s", flush=True)
 
     print(f"\n| algorithm | fit (s) | update (s) | recommend {args.users} users (s) | per user (ms) |")
     print("|---|---:|---:|---:|---:|")
