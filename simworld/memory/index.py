@@ -138,7 +138,10 @@ class _AgentIndex:
     def score(self, query: np.ndarray, k: int, now: int, cfg: RetrievalConfig) -> _Scored:
         n = self.n
         if cfg.w_relevance > 0:
-            relevance = _minmax((self.emb[:n] @ query).astype(np.float64))
+            # einsum, not `@`: a per-agent gemv through a multi-threaded BLAS stalls for
+            # milliseconds on a loaded machine (measured), and einsum is single-threaded
+            # and bit-for-bit repeatable.
+            relevance = _minmax(np.einsum("ij,j->i", self.emb[:n], query).astype(np.float64))
         else:
             relevance = np.zeros(n)
         if cfg.w_recency > 0:
