@@ -11,12 +11,20 @@ from pydantic import BaseModel, ValidationError
 from simworld.errors import SimworldError
 from simworld.recommenders.base import Recommender, RecommenderConfig, RecommenderContext
 from simworld.recommenders.baselines import PopularityRecommender, RandomRecommender
+from simworld.recommenders.content import ContentRecommender
+from simworld.recommenders.knn import ItemKNNRecommender
+from simworld.recommenders.llm_rerank import LLMRerankRecommender
+from simworld.recommenders.mf import MFRecommender
 
 ENTRY_POINT_GROUP = "simworld.recommenders"
 
 REGISTRY: dict[str, type] = {
     "random": RandomRecommender,
     "popularity": PopularityRecommender,
+    "itemknn": ItemKNNRecommender,
+    "mf": MFRecommender,
+    "content": ContentRecommender,
+    "llm_rerank": LLMRerankRecommender,
 }
 
 

@@ -13,6 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from simworld.errors import ScenarioError
+from simworld.llm.config import LLMConfig
+from simworld.memory.config import MemoryConfig
 
 
 class Section(BaseModel):
@@ -112,6 +114,10 @@ class Scenario(Section):
     activity: ActivitySpec = Field(default_factory=ActivitySpec)
     recommender: RecommenderSpec = Field(default_factory=RecommenderSpec)
     policy: PolicySpec = Field(default_factory=PolicySpec)
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="the language model (used by llm/hybrid policies, "
+                           "LLM re-rankers, interviews); default: the embedded offline model")
+    memory: MemoryConfig | None = Field(None, description="long-term agent memory (chromadb); null: agents "
+                                        "remember only their last few events")
     output: OutputSpec = Field(default_factory=OutputSpec)
     base_dir: Annotated[str, Field(exclude=True)] = "."  # folder of the YAML file: relative paths start here
 
@@ -195,13 +201,13 @@ def _describe(err: dict[str, Any]) -> str:
     kind, ctx, given = err["type"], err.get("ctx") or {}, err.get("input")
     got = f", got {given!r}" if not isinstance(given, (dict, list)) else ""
     if kind == "greater_than":
-        return f"{loc}: must be > {ctx['gt']}{got}"
+        return f"{loc}: must be > {_num(ctx['gt'])}{got}"
     if kind == "greater_than_equal":
-        return f"{loc}: must be >= {ctx['ge']}{got}"
+        return f"{loc}: must be >= {_num(ctx['ge'])}{got}"
     if kind == "less_than_equal":
-        return f"{loc}: must be <= {ctx['le']}{got}"
+        return f"{loc}: must be <= {_num(ctx['le'])}{got}"
     if kind == "less_than":
-        return f"{loc}: must be < {ctx['lt']}{got}"
+        return f"{loc}: must be < {_num(ctx['lt'])}{got}"
     if kind == "literal_error":
         return f"{loc}: must be one of {ctx['expected']}{got}"
     if kind == "extra_forbidden":
@@ -214,6 +220,10 @@ def _describe(err: dict[str, Any]) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     return f"{loc}: {msg[0].lower() + msg[1:]}{got}"
+
+
+def _num(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def scenario_json_schema() -> dict[str, Any]:

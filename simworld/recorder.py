@@ -16,6 +16,7 @@ and `resume` drops any file of a round past the checkpoint.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -115,7 +116,7 @@ class Recorder:
         atomic_write_parquet(self.agent_frames[0], self.run_dir / "agents.parquet")
 
     def checkpoint(self, state: dict[str, Any]) -> None:
-        atomic_write_bytes(self.run_dir / CHECKPOINT, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        atomic_write_bytes(self.run_dir / CHECKPOINT, dump_state(state, self.catalog))
 
     def finish(self, scenario: Scenario, status: str, rounds_done: int, message: str | None = None) -> None:
         """Consolidate the per-round parts into events.parquet and write the final summary."""
@@ -181,9 +182,38 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+class _StatePickler(pickle.Pickler):
+    """Pickles the world's state, but not the catalog: that is rebuilt from the scenario."""
+
+    def __init__(self, fh, catalog: Catalog):
+        super().__init__(fh, protocol=pickle.HIGHEST_PROTOCOL)
+        self._catalog = catalog
+
+    def persistent_id(self, obj: Any) -> str | None:
+        return "catalog" if obj is self._catalog else None
+
+
+class _StateUnpickler(pickle.Unpickler):
+    def __init__(self, fh, catalog: Catalog | None):
+        super().__init__(fh)
+        self._catalog = catalog
+
+    def persistent_load(self, pid: Any) -> Any:
+        if pid == "catalog":
+            return self._catalog
+        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+
+def dump_state(state: dict[str, Any], catalog: Catalog) -> bytes:
+    buf = io.BytesIO()
+    _StatePickler(buf, catalog).dump(state)
+    return buf.getvalue()
+
+
+def read_checkpoint(run_dir: Path, catalog: Catalog | None = None) -> dict[str, Any] | None:
+    """The state after the last complete round; pass the run's catalog to restore references to it."""
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         return None
     with open(path, "rb") as fh:
-        return pickle.load(fh)
+        return _StateUnpickler(fh, catalog).load()

@@ -15,6 +15,7 @@ from simworld.agents.policy import Policy
 from simworld.agents.rule_policy import RulePolicy
 from simworld.catalog import Catalog, load_bundled_catalog, load_csv_catalog
 from simworld.config import Scenario, load_scenario
+from simworld.embedding import make_embedder
 from simworld.errors import SimworldError
 from simworld.population import Persona, movielens_personas, synthetic_personas
 from simworld.recorder import Recorder, read_checkpoint, read_summary
@@ -63,7 +64,9 @@ def policy_factory(scenario: Scenario) -> Callable[[Persona], Policy]:
 def build_world(scenario: Scenario, run_id: str) -> SimWorld:
     catalog = build_catalog(scenario)
     personas, history = build_population(scenario, catalog)
-    context = RecommenderContext(catalog=catalog, seed=scenario.seed)
+    # Content-based ranking needs item text embeddings: load the packaged MiniLM only then.
+    embedder = make_embedder("minilm") if scenario.recommender.name == "content" else None
+    context = RecommenderContext(catalog=catalog, seed=scenario.seed, embedder=embedder)
     recommender = build_recommender(scenario.recommender.name, scenario.recommender.params, context)
     return SimWorld(scenario, catalog, personas, recommender, policy_factory(scenario), history=history, run_id=run_id)
 
@@ -92,7 +95,8 @@ class Simulation:
         return self.world.round >= self.scenario.rounds
 
     def step(self) -> tuple[RoundResult, dict]:
-        result = self.world.step()
+        self.world.step()
+        result = self.world.last_result
         metrics = self.recorder.record_round(result.round, result.events, result.active, result.wall_s)
         self.recorder.record_agents(self.world.agent_snapshot())
         if self._personas_dirty:
@@ -159,7 +163,7 @@ def resume(run_dir: str | Path) -> Simulation:
     summary = read_summary(run_dir)
     scenario = load_scenario(run_dir / "scenario.yaml")  # saved with its paths made absolute
     world = build_world(scenario, summary["run_id"])
-    state = read_checkpoint(run_dir)
+    state = read_checkpoint(run_dir, world.catalog)
     if state is not None:
         world.load_state(state)
     recorder = Recorder.reopen(run_dir, summary["run_id"], world.catalog, world.round)

@@ -70,7 +70,11 @@ class SimWorld(mesa.Model):
         self._loop = asyncio.new_event_loop()
 
     # -- the round --------------------------------------------------------------------------
-    def step(self) -> RoundResult:  # type: ignore[override]
+    def step(self) -> None:
+        """Mesa's step: one round. Mesa's wrapper drops return values, hence `last_result`."""
+        self.last_result = self.run_round()
+
+    def run_round(self) -> RoundResult:
         started = time.perf_counter()
         r = self.round + 1
         active = self.activate()
