@@ -17,7 +17,7 @@ from simworld.errors import ScenarioError, SimworldError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="simworld: simulate users on a recommender platform.")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # never break an error message across lines
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

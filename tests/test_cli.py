@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,9 @@ recommender: {name: random, page_size: 5, max_pages: 2}
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "simworld.cli", *args], capture_output=True, text=True, cwd=cwd)
+    env = dict(os.environ, COLUMNS="200")  # a wide terminal: rich tables keep cells on one line
+    return subprocess.run([sys.executable, "-m", "simworld.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env)
 
 
 def test_run_succeeds_and_prints_a_summary(tmp_path):
