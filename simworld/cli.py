@@ -70,6 +70,8 @@ def _print_summary(run_dir: Path) -> None:
                 "watches", "mean_rating", "prompt_tokens", "completion_tokens", "wall_s"):
         value = summary.get(key)
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    for key, value in (summary.get("llm") or {}).items():
+        table.add_row(f"llm {key}", f"{value:.4f}" if isinstance(value, float) else str(value))
     metrics = read_metrics(run_dir)
     if metrics.height:
         last = metrics.row(-1, named=True)
@@ -77,6 +79,9 @@ def _print_summary(run_dir: Path) -> None:
             if key in last and last[key] is not None:
                 table.add_row(f"{key} (last round)", f"{last[key]:.3f}")
     console.print(table)
+    if summary.get("status") == "budget_exhausted":
+        err.print(f"[bold yellow]stopped:[/] {summary.get('message')}; raise llm.budget_* and run "
+                  f"simworld resume {run_dir} to go on", highlight=False)
     console.print(f"run folder: {run_dir}")
 
 

@@ -96,6 +96,8 @@ class PolicySpec(Section):
         "rule", description="rule: the choice model, no LLM; llm: every decision by the LLM; "
         "hybrid: a fraction of agents on the LLM, or the LLM voices the rule model's choices")
     llm_fraction: float = Field(0.2, ge=0, le=1, description="hybrid: share of agents deciding by LLM")
+    voice: bool = Field(False, description="hybrid: agents not deciding by LLM keep the rule model's choices "
+                        "and ratings, and the LLM writes their feelings")
     rule: RulePolicySpec = Field(default_factory=RulePolicySpec)
 
 

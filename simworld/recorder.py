@@ -118,16 +118,18 @@ class Recorder:
     def checkpoint(self, state: dict[str, Any]) -> None:
         atomic_write_bytes(self.run_dir / CHECKPOINT, dump_state(state, self.catalog))
 
-    def finish(self, scenario: Scenario, status: str, rounds_done: int, message: str | None = None) -> None:
+    def finish(self, scenario: Scenario, status: str, rounds_done: int, message: str | None = None,
+               extra: dict | None = None) -> None:
         """Consolidate the per-round parts into events.parquet and write the final summary."""
         if status == "finished":
             atomic_write_parquet(read_events(self.run_dir), self.run_dir / "events.parquet")
             for part in self.parts.glob("round-*.parquet"):
                 part.unlink()
             self.parts.rmdir()
-        self.write_summary(scenario, status=status, rounds_done=rounds_done, message=message)
+        self.write_summary(scenario, status=status, rounds_done=rounds_done, message=message, extra=extra)
 
-    def write_summary(self, scenario: Scenario, status: str, rounds_done: int, message: str | None = None) -> None:
+    def write_summary(self, scenario: Scenario, status: str, rounds_done: int, message: str | None = None,
+                      extra: dict | None = None) -> None:
         h = self.history
         watches = h.filter(pl.col("action") == "watch")
         summary = {
@@ -143,6 +145,7 @@ class Recorder:
             "prompt_tokens": int(h["prompt_tokens"].sum() or 0),
             "completion_tokens": int(h["completion_tokens"].sum() or 0),
             "wall_s": round(self.wall_s, 3),
+            **(extra or {}),
         }
         atomic_write_bytes(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
 

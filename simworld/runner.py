@@ -53,22 +53,59 @@ def build_population(scenario: Scenario, catalog: Catalog) -> tuple[list[Persona
     return pop.personas, (pop.history if spec.seed_history else None)
 
 
-def policy_factory(scenario: Scenario) -> Callable[[Persona], Policy]:
+def uses_llm(scenario: Scenario) -> bool:
+    return scenario.policy.kind != "rule" or scenario.recommender.name == "llm_rerank"
+
+
+def build_llm(scenario: Scenario, run_dir: Path | None, run_id: str):
+    """The run's whole LLM stack (cache, ledger, limits, budget), or None when nothing needs one."""
+    if not uses_llm(scenario):
+        return None
+    from simworld.llm import INSTALL_HINT, build_language_model, embedded_available
+
+    if scenario.llm.is_embedded and not embedded_available(scenario.llm.model.split("/", 1)[1]):
+        raise SimworldError(f"llm.model {scenario.llm.model!r} is the embedded offline model, "
+                            f"which is not installed: {INSTALL_HINT}")
+    return build_language_model(scenario.llm, run_dir, run_id=run_id, seed=scenario.seed)
+
+
+def llm_agent_ids(scenario: Scenario, agent_ids: list[int]) -> set[int]:
+    """Which agents decide by LLM: all (llm), none (rule), or a seeded share (hybrid)."""
+    kind = scenario.policy.kind
+    if kind == "llm":
+        return set(agent_ids)
+    if kind == "rule":
+        return set()
+    n = round(len(agent_ids) * scenario.policy.llm_fraction)
+    rng = np.random.default_rng([scenario.seed, 2])  # the policy mix's own stream of the run seed
+    return {int(i) for i in rng.choice(sorted(agent_ids), size=n, replace=False)} if n else set()
+
+
+def policy_factory(scenario: Scenario, llm=None, llm_ids: set[int] = frozenset()) -> Callable[[Persona], Policy]:
     spec = scenario.policy
-    if spec.kind != "rule":
-        raise SimworldError(f"policy.kind {spec.kind!r} is not available in this build; use 'rule'")
     rule = RulePolicy(spec.rule)
-    return lambda persona: rule
+    if spec.kind == "rule" or llm is None:
+        return lambda persona: rule
+    from simworld.agents.llm_policy import LLMPolicy, VoicePolicy
+
+    decider = LLMPolicy(llm, rule)
+    others: Policy = VoicePolicy(llm, rule) if spec.voice else rule
+    return lambda persona: decider if persona.agent_id in llm_ids else others
 
 
-def build_world(scenario: Scenario, run_id: str) -> SimWorld:
+def build_world(scenario: Scenario, run_id: str, run_dir: Path | None = None) -> SimWorld:
     catalog = build_catalog(scenario)
     personas, history = build_population(scenario, catalog)
+    llm = build_llm(scenario, run_dir, run_id)
     # Content-based ranking needs item text embeddings: load the packaged MiniLM only then.
     embedder = make_embedder("minilm") if scenario.recommender.name == "content" else None
-    context = RecommenderContext(catalog=catalog, seed=scenario.seed, embedder=embedder)
+    context = RecommenderContext(catalog=catalog, seed=scenario.seed, embedder=embedder, llm=llm)
     recommender = build_recommender(scenario.recommender.name, scenario.recommender.params, context)
-    return SimWorld(scenario, catalog, personas, recommender, policy_factory(scenario), history=history, run_id=run_id)
+    llm_ids = llm_agent_ids(scenario, [p.agent_id for p in personas])
+    world = SimWorld(scenario, catalog, personas, recommender, policy_factory(scenario, llm, llm_ids),
+                     history=history, run_id=run_id)
+    world.llm = llm
+    return world
 
 
 # -- a run -----------------------------------------------------------------------------------
@@ -99,12 +136,26 @@ class Simulation:
         result = self.world.last_result
         metrics = self.recorder.record_round(result.round, result.events, result.active, result.wall_s)
         self.recorder.record_agents(self.world.agent_snapshot())
+        if self.world.llm is not None and self.world.llm.run_dir is not None:
+            self.world.llm.flush()  # the round's calls, before the round commits
         if self._personas_dirty:
             self.recorder.record_personas(self.world.persona_frame())
             self._personas_dirty = False
         self.recorder.checkpoint(self.world.state_dict())  # the commit point of the round
-        self.recorder.write_summary(self.scenario, "running", self.world.round)
+        self.recorder.write_summary(self.scenario, "running", self.world.round, extra=self.llm_summary())
         return result, metrics
+
+    def llm_summary(self) -> dict | None:
+        return {"llm": self.world.llm.summary()} if self.world.llm is not None else None
+
+    def budget_message(self) -> str | None:
+        """Why the run must stop now, if the LLM budget is spent."""
+        if self.world.llm is None:
+            return None
+        from simworld.llm import BudgetedModel
+
+        budget = self.world.llm.find(BudgetedModel)
+        return budget.message if budget is not None and budget.exhausted else None
 
     def run(self, on_round: Callable[[RoundResult, dict], None] | None = None) -> None:
         try:
@@ -112,11 +163,17 @@ class Simulation:
                 result, metrics = self.step()
                 if on_round:
                     on_round(result, metrics)
+                stop = self.budget_message()
+                if stop:  # a clean stop at the end of a round; the run folder stays resumable
+                    self.recorder.write_summary(self.scenario, "budget_exhausted", self.world.round,
+                                                message=stop, extra=self.llm_summary())
+                    return
         except KeyboardInterrupt:
             self.recorder.write_summary(self.scenario, "interrupted", self.world.round,
-                                        message=f"interrupted during round {self.world.round + 1}")
+                                        message=f"interrupted during round {self.world.round + 1}",
+                                        extra=self.llm_summary())
             raise
-        self.recorder.finish(self.scenario, "finished", self.world.round)
+        self.recorder.finish(self.scenario, "finished", self.world.round, extra=self.llm_summary())
 
     def edit_persona(self, agent_id: int, **changes) -> None:
         """Change who an agent is; takes effect from the next round, and is recorded."""
@@ -150,7 +207,7 @@ def start(scenario: Scenario | str | Path, *, out_dir: str | Path | None = None,
             n += 1
             run_dir = out / f"{run_id}-{n}"
         run_id = run_dir.name
-    world = build_world(scenario, run_id)
+    world = build_world(scenario, run_id, run_dir)
     recorder = Recorder.create(scenario, run_dir, run_id, world.catalog)
     recorder.record_personas(world.persona_frame())
     recorder.record_agents(world.agent_snapshot())  # round 0: the tastes people start with
@@ -162,7 +219,7 @@ def resume(run_dir: str | Path) -> Simulation:
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
     scenario = load_scenario(run_dir / "scenario.yaml")  # saved with its paths made absolute
-    world = build_world(scenario, summary["run_id"])
+    world = build_world(scenario, summary["run_id"], run_dir)
     state = read_checkpoint(run_dir, world.catalog)
     if state is not None:
         world.load_state(state)

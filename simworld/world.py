@@ -67,6 +67,7 @@ class SimWorld(mesa.Model):
             if user in self.users and item in catalog:
                 self.users[user].state.watched[item] = rating
         self.recommender.fit(history)
+        self.llm = None  # the run's LedgerModel when a policy or recommender uses an LLM
         self._loop = asyncio.new_event_loop()
 
     # -- the round --------------------------------------------------------------------------
@@ -77,6 +78,8 @@ class SimWorld(mesa.Model):
     def run_round(self) -> RoundResult:
         started = time.perf_counter()
         r = self.round + 1
+        if self.llm is not None:
+            self.llm.set_round(r)
         active = self.activate()
         pages = self.recommend(active)
         observations = [self.observe(agent, pages[agent.agent_id], r) for agent in active]

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+# The README installs with --no-compile (pip would otherwise byte-compile every file of torch,
+# transformers, litellm...); modules are compiled once, on first import, and cached. A shell
+# that sets PYTHONDONTWRITEBYTECODE would make every test process recompile them all.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["COLUMNS"] = "200"  # rich tables printed by in-process CLI tests keep cells on one line
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 REPO = Path(__file__).resolve().parents[1]

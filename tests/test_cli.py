@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers import write_scenario
@@ -19,15 +20,32 @@ recommender: {name: random, page_size: 5, max_pages: 2}
 """
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str, cwd: Path | None = None) -> Result:
+    """The CLI in this process (typer's runner: same app, exit codes and streams, no interpreter start)."""
+    from typer.testing import CliRunner
+
+    from simworld.cli import app
+
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def cli_process(*args: str) -> subprocess.CompletedProcess:
+    """The installed entry point in a fresh interpreter, as a user runs it."""
     env = dict(os.environ, COLUMNS="200")  # a wide terminal: rich tables keep cells on one line
-    return subprocess.run([sys.executable, "-m", "simworld.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env)
+    return subprocess.run([sys.executable, "-m", "simworld.cli", *args], capture_output=True, text=True, env=env)
 
 
 def test_run_succeeds_and_prints_a_summary(tmp_path):
     path = write_scenario(tmp_path, TINY)
-    out = cli("run", str(path), "--out", str(tmp_path / "runs"), "--run-id", "t1", "--rounds", "3")
+    out = cli_process("run", str(path), "--out", str(tmp_path / "runs"), "--run-id", "t1", "--rounds", "3")
     assert out.returncode == 0, out.stderr
     assert "mean_rating" in out.stdout and "finished" in out.stdout
     summary = json.loads((tmp_path / "runs" / "t1" / "summary.json").read_text())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pydantic
 import pytest
-from openai_server import FakeOpenAIServer, free_closed_port, openai_server  # noqa: F401
+from tests.openai_server import FakeOpenAIServer, free_closed_port, openai_server  # noqa: F401
 
 from simworld.llm import (
     BudgetedModel,
