@@ -136,7 +136,7 @@ class Simulation:
         result = self.world.last_result
         metrics = self.recorder.record_round(result.round, result.events, result.active, result.wall_s)
         self.recorder.record_agents(self.world.agent_snapshot())
-        if self.world.llm is not None and self.world.llm.run_dir is not None:
+        if self.world.llm is not None:
             self.world.llm.flush()  # the round's calls, before the round commits
         if self._personas_dirty:
             self.recorder.record_personas(self.world.persona_frame())

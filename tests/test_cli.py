@@ -27,13 +27,13 @@ class Result:
     stderr: str
 
 
-def cli(*args: str, cwd: Path | None = None) -> Result:
+def cli(*args: str) -> Result:
     """The CLI in this process (typer's runner: same app, exit codes and streams, no interpreter start)."""
     from typer.testing import CliRunner
 
     from simworld.cli import app
 
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, list(args))  # conftest sets a wide COLUMNS before rich starts
     return Result(result.exit_code, result.stdout, result.stderr)
 
 
