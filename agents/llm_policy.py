@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from functools import lru_cache
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from simworld.agents.actions import (
     Action, BrowseAction, DecisionMeta, IdleAction, PageDecision, SearchAction, Watch,
@@ -32,6 +34,21 @@ class SearchQuery(BaseModel):
 class Feelings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     feelings: list[str] = Field(description="one line per film, same order")
+
+
+# Per-call schemas: the page's ids as an enum and the exact counts, so that a model decoding
+# under a JSON-schema grammar (the embedded one) cannot name a film that is not on the page.
+@lru_cache(maxsize=4096)
+def page_schema(ids: tuple[int, ...], max_watches: int) -> type[BaseModel]:
+    watch = create_model("Watch", __base__=Watch, item_id=(Literal[ids], ...))  # type: ignore[valid-type]
+    return create_model("PageDecision", __base__=PageDecision, __doc__=PageDecision.__doc__,
+                        watches=(list[watch], Field(default_factory=list, max_length=max_watches)))
+
+
+@lru_cache(maxsize=64)
+def feelings_schema(n: int) -> type[Feelings]:
+    return create_model("Feelings", __base__=Feelings,
+                        feelings=(list[str], Field(min_length=n, max_length=n, description="one line per film, same order")))
 
 
 class InvalidDecision(ValueError):
@@ -119,9 +136,11 @@ class LLMPolicy:
             items=item_lines(page, desc), max_watches=max_watches), obs.memories, self.budget)
 
         def check(decision: PageDecision) -> PageDecision:
-            return check_page_decision(decision, page, max_watches)
+            plain = PageDecision.model_validate(decision.model_dump())  # drop the per-page subclass
+            return check_page_decision(plain, page, max_watches)
 
-        decision = await self._ask(obs, prompt, PageDecision, "decide", tally, check)
+        schema = page_schema(tuple(i.item_id for i in page), max_watches)
+        decision = await self._ask(obs, prompt, schema, "decide", tally, check)
         return decision if allow_next else decision.model_copy(update={"then": "leave"})
 
     async def _ask(self, obs: Observation, prompt: str, schema: type[BaseModel], purpose: str, tally: _Tally,
@@ -167,7 +186,7 @@ class VoicePolicy:
         policy, reason = "hybrid", None
         try:
             response = await self.model.acomplete(LLMRequest(
-                messages=messages, response_model=Feelings, purpose="voice", agent_id=obs.agent_id, round=obs.round))
+                messages=messages, response_model=feelings_schema(len(watches)), purpose="voice", agent_id=obs.agent_id, round=obs.round))
             tally.add(response)
             feelings = [f.strip()[:200] for f in response.parsed.feelings]
             if len(feelings) < len(watches) or any(not f for f in feelings[:len(watches)]):

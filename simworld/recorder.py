@@ -55,6 +55,7 @@ class Recorder:
         self.run_dir = run_dir
         self.run_id = run_id
         self.catalog = catalog
+        self.shared: dict[str, Any] = {"catalog": catalog}  # kept out of checkpoints (see _StatePickler)
         self.parts = run_dir / "events"
         self.metric_rows: list[dict[str, Any]] = []
         self.agent_frames: list[pl.DataFrame] = []
@@ -63,10 +64,18 @@ class Recorder:
         self.wall_s = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
-    @classmethod
-    def create(cls, scenario: Scenario, run_dir: Path, run_id: str, catalog: Catalog) -> "Recorder":
+    @staticmethod
+    def claim(run_dir: Path) -> None:
+        """Take a new run folder, before anything (an LLM cache, a memory store) writes into it."""
         if run_dir.exists() and any(run_dir.iterdir()):
             raise SimworldError(f"run folder {run_dir} already exists and is not empty; pick another --out or run id")
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def create(cls, scenario: Scenario, run_dir: Path, run_id: str, catalog: Catalog) -> "Recorder":
+        """Start the files of a run in a folder taken with `claim`."""
+        if (run_dir / "summary.json").exists():
+            raise SimworldError(f"run folder {run_dir} already holds a run; pick another --out or run id")
         run_dir.mkdir(parents=True, exist_ok=True)
         rec = cls(run_dir, run_id, catalog)
         rec.parts.mkdir()
@@ -116,7 +125,7 @@ class Recorder:
         atomic_write_parquet(self.agent_frames[0], self.run_dir / "agents.parquet")
 
     def checkpoint(self, state: dict[str, Any]) -> None:
-        atomic_write_bytes(self.run_dir / CHECKPOINT, dump_state(state, self.catalog))
+        atomic_write_bytes(self.run_dir / CHECKPOINT, dump_state(state, self.shared))
 
     def finish(self, scenario: Scenario, status: str, rounds_done: int, message: str | None = None,
                extra: dict | None = None) -> None:
@@ -186,37 +195,40 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
 
 
 class _StatePickler(pickle.Pickler):
-    """Pickles the world's state, but not the catalog: that is rebuilt from the scenario."""
+    """Pickles the world's state, but not the run's shared objects (the catalog, the LLM stack,
+    the embedder): those are live (connections, locks, models) and rebuilt from the scenario,
+    so the checkpoint holds a named reference to each and the reader plugs in its own."""
 
-    def __init__(self, fh, catalog: Catalog):
+    def __init__(self, fh, shared: dict[str, Any]):
         super().__init__(fh, protocol=pickle.HIGHEST_PROTOCOL)
-        self._catalog = catalog
+        self._names = {id(obj): name for name, obj in shared.items() if obj is not None}
 
     def persistent_id(self, obj: Any) -> str | None:
-        return "catalog" if obj is self._catalog else None
+        return self._names.get(id(obj))
 
 
 class _StateUnpickler(pickle.Unpickler):
-    def __init__(self, fh, catalog: Catalog | None):
+    def __init__(self, fh, shared: dict[str, Any]):
         super().__init__(fh)
-        self._catalog = catalog
+        self._shared = shared
 
     def persistent_load(self, pid: Any) -> Any:
-        if pid == "catalog":
-            return self._catalog
-        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        if pid not in self._shared:
+            raise pickle.UnpicklingError(f"the checkpoint refers to {pid!r}, which this run does not have")
+        return self._shared[pid]
 
 
-def dump_state(state: dict[str, Any], catalog: Catalog) -> bytes:
+def dump_state(state: dict[str, Any], shared: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
-    _StatePickler(buf, catalog).dump(state)
+    _StatePickler(buf, shared).dump(state)
     return buf.getvalue()
 
 
-def read_checkpoint(run_dir: Path, catalog: Catalog | None = None) -> dict[str, Any] | None:
-    """The state after the last complete round; pass the run's catalog to restore references to it."""
+def read_checkpoint(run_dir: Path, catalog: Catalog | None = None, **shared: Any) -> dict[str, Any] | None:
+    """The state after the last complete round; pass the run's catalog (and `llm=`, `embedder=`)
+    to restore the references to them."""
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         return None
     with open(path, "rb") as fh:
-        return _StateUnpickler(fh, catalog).load()
+        return _StateUnpickler(fh, {"catalog": catalog, **shared}).load()

@@ -104,7 +104,7 @@ def build_world(scenario: Scenario, run_id: str, run_dir: Path | None = None) ->
     llm_ids = llm_agent_ids(scenario, [p.agent_id for p in personas])
     world = SimWorld(scenario, catalog, personas, recommender, policy_factory(scenario, llm, llm_ids),
                      history=history, run_id=run_id)
-    world.llm = llm
+    world.llm, world.embedder = llm, embedder
     return world
 
 
@@ -207,8 +207,10 @@ def start(scenario: Scenario | str | Path, *, out_dir: str | Path | None = None,
             n += 1
             run_dir = out / f"{run_id}-{n}"
         run_id = run_dir.name
+    Recorder.claim(run_dir)
     world = build_world(scenario, run_id, run_dir)
     recorder = Recorder.create(scenario, run_dir, run_id, world.catalog)
+    recorder.shared = world.shared_objects()
     recorder.record_personas(world.persona_frame())
     recorder.record_agents(world.agent_snapshot())  # round 0: the tastes people start with
     return Simulation(scenario, world, recorder)
@@ -220,10 +222,12 @@ def resume(run_dir: str | Path) -> Simulation:
     summary = read_summary(run_dir)
     scenario = load_scenario(run_dir / "scenario.yaml")  # saved with its paths made absolute
     world = build_world(scenario, summary["run_id"], run_dir)
-    state = read_checkpoint(run_dir, world.catalog)
+    shared = world.shared_objects()
+    state = read_checkpoint(run_dir, **shared)
     if state is not None:
         world.load_state(state)
     recorder = Recorder.reopen(run_dir, summary["run_id"], world.catalog, world.round)
+    recorder.shared = shared
     return Simulation(scenario, world, recorder)
 
 

@@ -68,6 +68,7 @@ class SimWorld(mesa.Model):
                 self.users[user].state.watched[item] = rating
         self.recommender.fit(history)
         self.llm = None  # the run's LedgerModel when a policy or recommender uses an LLM
+        self.embedder = None  # the run's sentence embedder, when a part needs one
         self._loop = asyncio.new_event_loop()
 
     # -- the round --------------------------------------------------------------------------
@@ -219,6 +220,10 @@ class SimWorld(mesa.Model):
             "pending": self.pending, "injected": self.injected, "promoted": self.promoted,
             "recommender": self.recommender,
         }
+
+    def shared_objects(self) -> dict:
+        """Live objects that checkpoints refer to by name instead of copying (see the recorder)."""
+        return {"catalog": self.catalog, "llm": self.llm, "embedder": self.embedder}
 
     def load_state(self, state: dict) -> None:
         self.round = state["round"]

@@ -152,7 +152,7 @@ class SchemaInstance:
                 while len(picks) < lo:
                     picks.append(picks[-1])
                 return picks
-            n = lo if hi is None else min(lo, int(hi))
+            n = max(lo, 1) if hi is None else min(max(lo, 1), int(hi))  # one element where allowed
             return [self.build(item_schema, name, depth + 1) for _ in range(n)]
         if kind == "integer":
             if self.ids and self._is_id_name(name):

@@ -92,6 +92,8 @@ class LiteLLMModel:
                     f"the environment variable {d.api_key_env} (a deployment's api_key_env) is not "
                     f"set: export it with the API key for {d.model}"
                 )
+        # Import litellm now (seconds): paid inside the first call it would eat that call's timeout.
+        litellm()
         if self.is_embedded():
             from simworld.llm import embedded
 

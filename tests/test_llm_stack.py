@@ -47,7 +47,8 @@ class Decision(pydantic.BaseModel):
 def ask(agent_id: int = 1, text: str = FILMS, **kw) -> LLMRequest:
     return LLMRequest(
         messages=[
-            {"role": "system", "content": "You are a film lover who enjoys science fiction."},
+            # the persona is in every real prompt, so two agents never share a cache key
+            {"role": "system", "content": f"You are film lover #{agent_id}, who enjoys science fiction."},
             {"role": "user", "content": f"{text}\nWhich do you watch? Answer in JSON."},
         ],
         response_model=Decision,
