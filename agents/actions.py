@@ -18,6 +18,7 @@ class Watch(BaseModel):
     item_id: int
     rating: float = Field(ge=0.5, le=5.0, description="0.5 to 5 stars, in halves")
     feeling: str = Field(max_length=200, description="one line, in the user's voice")
+    importance: int | None = Field(None, ge=1, le=10, description="how memorable this was, 1 (not) to 10 (very)")
 
 
 class PageDecision(BaseModel):

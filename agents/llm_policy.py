@@ -40,9 +40,15 @@ class Feelings(BaseModel):
 # under a JSON-schema grammar (the embedded one) cannot name a film that is not on the page.
 @lru_cache(maxsize=4096)
 def page_schema(ids: tuple[int, ...], max_watches: int) -> type[BaseModel]:
-    watch = create_model("Watch", __base__=Watch, item_id=(Literal[ids], ...))  # type: ignore[valid-type]
+    watch = create_model("Watch", __base__=Watch, item_id=(Literal[ids], ...),  # type: ignore[valid-type]
+                         importance=(int, Field(ge=1, le=10, description="how memorable, 1 (not) to 10 (very)")))
     return create_model("PageDecision", __base__=PageDecision, __doc__=PageDecision.__doc__,
                         watches=(list[watch], Field(default_factory=list, max_length=max_watches)))
+
+
+class Insights(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    insights: list[str] = Field(min_length=1, max_length=3, description="1 to 3 first-person sentences")
 
 
 @lru_cache(maxsize=64)
@@ -109,6 +115,20 @@ class LLMPolicy:
                             prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens,
                             fallback_reason=reason)
         return replace(action, meta=meta)
+
+    async def reflect(self, persona, memories: list[str], round_no: int) -> tuple[str, ...]:
+        """1-3 insights about the agent's tastes from its recent memories (the memory pipeline
+        asks when their importance passes the threshold). Raises LLMOutputError on bad output."""
+        prompt = fit_to_budget(lambda mems, _: template("reflect").format(round=round_no, memories=_memories(mems)),
+                               tuple(memories), self.budget)
+        messages = [system_message(persona), {"role": "user", "content": prompt}]
+        response = await self.model.acomplete(LLMRequest(messages=messages, response_model=Insights,
+                                                         purpose="reflect", round=round_no,
+                                                         agent_id=persona.agent_id))
+        insights = tuple(text.strip()[:300] for text in response.parsed.insights if text.strip())
+        if not insights:
+            raise LLMOutputError(response.text, "no insight in the answer")
+        return insights
 
     async def _browse(self, obs: Observation, tally: _Tally) -> BrowseAction:
         pages = []

@@ -105,7 +105,19 @@ def build_world(scenario: Scenario, run_id: str, run_dir: Path | None = None) ->
     world = SimWorld(scenario, catalog, personas, recommender, policy_factory(scenario, llm, llm_ids),
                      history=history, run_id=run_id)
     world.llm, world.embedder = llm, embedder
+    world.memory = build_memory(scenario, catalog, run_dir, run_id)
     return world
+
+
+def build_memory(scenario: Scenario, catalog: Catalog, run_dir: Path | None, run_id: str):
+    """The run's agent memory (chromadb in the run folder or on a server), or None."""
+    if scenario.memory is None:
+        return None
+    from simworld.memory import open_memory
+    from simworld.world_memory import WorldMemory
+
+    store = open_memory(scenario.memory, run_dir, make_embedder(scenario.memory.embedder), run_id)
+    return WorldMemory(store, scenario.memory, catalog)
 
 
 # -- a run -----------------------------------------------------------------------------------
@@ -138,6 +150,8 @@ class Simulation:
         self.recorder.record_agents(self.world.agent_snapshot())
         if self.world.llm is not None:
             self.world.llm.flush()  # the round's calls, before the round commits
+        if self.world.memory is not None:
+            self.world.memory.flush()  # the round's memories, before the round commits
         if self._personas_dirty:
             self.recorder.record_personas(self.world.persona_frame())
             self._personas_dirty = False
@@ -226,6 +240,8 @@ def resume(run_dir: str | Path) -> Simulation:
     state = read_checkpoint(run_dir, **shared)
     if state is not None:
         world.load_state(state)
+    if world.memory is not None:  # memories of the round that did not commit are written again
+        world.memory.forget_after(world.round, world.order)
     recorder = Recorder.reopen(run_dir, summary["run_id"], world.catalog, world.round)
     recorder.shared = shared
     return Simulation(scenario, world, recorder)

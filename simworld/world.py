@@ -13,15 +13,17 @@ import numpy as np
 import polars as pl
 
 from simworld.activity import ActivityModel
-from simworld.agents.actions import Action, watches_of
+from simworld.agents.actions import Action, SearchAction, watches_of
 from simworld.agents.observation import Observation
 from simworld.agents.policy import Policy
 from simworld.agents.user import AgentState, UserAgent
 from simworld.catalog import Catalog
 from simworld.config import Scenario
 from simworld.events import EventBuilder
+from simworld.llm.types import LLMOutputError
 from simworld.population import Persona
 from simworld.recommenders.base import INTERACTION_SCHEMA, Recommender, empty_interactions
+from simworld.world_memory import Reflection, WorldMemory, page_query, search_memory, watch_memory
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class SimWorld(mesa.Model):
         self.recommender.fit(history)
         self.llm = None  # the run's LedgerModel when a policy or recommender uses an LLM
         self.embedder = None  # the run's sentence embedder, when a part needs one
+        self.memory: WorldMemory | None = None  # long-term agent memory, when the scenario has one
         self._loop = asyncio.new_event_loop()
 
     # -- the round --------------------------------------------------------------------------
@@ -83,7 +86,9 @@ class SimWorld(mesa.Model):
             self.llm.set_round(r)
         active = self.activate()
         pages = self.recommend(active)
-        observations = [self.observe(agent, pages[agent.agent_id], r) for agent in active]
+        recalled = self.recall(active, pages, r)
+        observations = [self.observe(agent, pages[agent.agent_id], r, recalled.get(agent.agent_id))
+                        for agent in active]
         actions = self.decide(observations)
         events = self.apply(active, actions, r)
         self.learn(r)
@@ -108,14 +113,21 @@ class SimWorld(mesa.Model):
             out[agent_id] = tuple(tuple(known[s:s + spec.page_size]) for s in range(0, len(known), spec.page_size))
         return out
 
-    def observe(self, agent: UserAgent, pages: tuple, round_no: int) -> Observation:
+    def recall(self, active: list[UserAgent], pages: dict[int, tuple], round_no: int) -> dict[int, tuple[str, ...]]:
+        """Each active agent's memories most relevant to its first page (one batched retrieval)."""
+        if self.memory is None or not active:
+            return {}
+        return self.memory.recall({a.agent_id: page_query(pages[a.agent_id]) for a in active}, round_no)
+
+    def observe(self, agent: UserAgent, pages: tuple, round_no: int,
+                memories: tuple[str, ...] | None = None) -> Observation:
         state = agent.state
         return Observation(
             agent_id=agent.agent_id, round=round_no, persona=state.persona, taste=state.taste.copy(),
             pages=pages, watched=frozenset(state.watched), catalog=self.catalog,
             item_mean_rating=self.item_mean_rating, search=self.catalog.search,
             rng=self.agent_rng(agent.agent_id, round_no),
-            memories=tuple(state.recent), extra={"injected": tuple(self.injected.get(agent.agent_id, ()))},
+            memories=memories if memories is not None else tuple(state.recent), extra={"injected": tuple(self.injected.get(agent.agent_id, ()))},
         )
 
     def decide(self, observations: list[Observation]) -> list[Action]:
@@ -131,15 +143,22 @@ class SimWorld(mesa.Model):
         spec = self.scenario.policy.rule
         events = EventBuilder(self.run_id, round_no)
         fresh: dict[str, list] = {name: [] for name in INTERACTION_SCHEMA}
+        memories: dict[int, list] = {}
         for agent, action in sorted(zip(active, actions), key=lambda pair: pair[0].agent_id):
             state = agent.state
             events.add_action(agent.agent_id, action)
             state.rounds_active += 1
             state.idle_rounds = 0
+            if self.memory is not None and isinstance(action, SearchAction):
+                memories.setdefault(agent.agent_id, []).append(search_memory(action.query, round_no))
             for watch in watches_of(action):
                 if watch.item_id not in self.catalog:
                     continue  # a policy may only name catalog items; LLM output is validated upstream
                 row = self.catalog.row(watch.item_id)
+                if self.memory is not None:
+                    memories.setdefault(agent.agent_id, []).append(watch_memory(
+                        self.catalog.get(watch.item_id), watch.rating, watch.feeling, round_no, state.taste,
+                        self.catalog.genre_matrix[row], watch.importance))
                 state.watched[watch.item_id] = watch.rating
                 state.recent.append(f"round {round_no}: watched {self.catalog.get(watch.item_id).label}, "
                                     f"rated {watch.rating:g}: {watch.feeling}")
@@ -154,7 +173,40 @@ class SimWorld(mesa.Model):
                 self.users[agent_id].state.idle_rounds += 1
         self.injected, self.promoted = {}, {}
         self.pending.append(pl.DataFrame(fresh, schema=INTERACTION_SCHEMA))
+        if self.memory is not None:
+            self.memory.remember(memories)  # the round's memories: one batched write
+            self.reflect(sorted(memories), round_no, events)
+            self.memory.maintain(sorted(memories), round_no)
         return events.frame()
+
+    def reflect(self, agent_ids: list[int], round_no: int, events: EventBuilder) -> None:
+        """Agents whose recent memories weigh enough reflect: LLM agents write insights (in
+        parallel), rule agents' tastes move; each reflection is a memory and an event row."""
+        due = self.memory.due_for_reflection(agent_ids)
+        if not due:
+            return
+
+        async def one(agent_id: int) -> tuple[Reflection, str]:
+            agent = self.users[agent_id]
+            writer = getattr(agent.policy, "reflect", None)
+            if writer is not None:
+                try:
+                    texts = [r.text for r in self.memory.recent(agent_id)]
+                    return Reflection(agent_id, tuple(await writer(agent.persona, texts, round_no))), agent.policy.name
+                except LLMOutputError:
+                    return self.memory.rule_reflection(agent_id, agent.state.taste, round_no), "fallback"
+            return self.memory.rule_reflection(agent_id, agent.state.taste, round_no), "rule"
+
+        async def all_of() -> list[tuple[Reflection, str]]:
+            return list(await asyncio.gather(*(one(a) for a in due)))
+
+        done = self._loop.run_until_complete(all_of())
+        for reflection, policy in done:
+            if reflection.taste is not None:
+                self.users[reflection.agent_id].state.taste = reflection.taste
+            for text in reflection.insights:
+                events.add(reflection.agent_id, "reflect", None, text=text, policy=policy)
+        self.memory.write_reflections([r for r, _ in done], round_no)
 
     def learn(self, round_no: int) -> None:
         if round_no % self.scenario.recommender.retrain_every:
@@ -237,3 +289,5 @@ class SimWorld(mesa.Model):
     def close(self) -> None:
         if not self._loop.is_closed():
             self._loop.close()
+        if self.memory is not None:
+            self.memory.close()

@@ -73,6 +73,11 @@ class MemoryConfig(BaseModel):
         description="An agent reflects once the summed importance (each in [0, 1]) of the "
         "memories written since its last reflection reaches this value.",
     )
+    reflection_drift: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="How far a rule agent's reflection moves its taste toward the genres of what "
+        "it rated well since the last reflection (0: reflection changes nothing).",
+    )
     consolidation_similarity: float = Field(
         0.9, ge=-1.0, le=1.0,
         description="Memories of one agent whose embeddings have cosine >= this are merged "
