@@ -12,15 +12,15 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from simworld.agents.actions import (
     Action, BrowseAction, DecisionMeta, IdleAction, PageDecision, SearchAction, Watch,
 )
 from simworld.agents.observation import Observation
-from simworld.agents.prompting import fit_to_budget, item_lines, system_message, template
+from simworld.agents.prompting import fit_to_budget, fixed_first_messages, item_lines, system_message, template
 from simworld.agents.rule_policy import RulePolicy
 from simworld.catalog import Item
 from simworld.llm import LanguageModel, LLMOutputError, LLMRequest
@@ -36,12 +36,15 @@ class Feelings(BaseModel):
     feelings: list[str] = Field(description="one line per film, same order")
 
 
+FEELING_CHARS = 72  # a bound in the grammar too: a small model otherwise rambles to max_tokens
+
 # Per-call schemas: the page's ids as an enum and the exact counts, so that a model decoding
 # under a JSON-schema grammar (the embedded one) cannot name a film that is not on the page.
 @lru_cache(maxsize=4096)
 def page_schema(ids: tuple[int, ...], max_watches: int) -> type[BaseModel]:
     watch = create_model("Watch", __base__=Watch, item_id=(Literal[ids], ...),  # type: ignore[valid-type]
-                         importance=(int, Field(ge=1, le=10, description="how memorable, 1 (not) to 10 (very)")))
+                         importance=(int, Field(ge=1, le=10, description="how memorable, 1 (not) to 10 (very)")),
+                         feeling=(str, Field(min_length=3, max_length=FEELING_CHARS, description="one line, in the user's voice")))
     return create_model("PageDecision", __base__=PageDecision, __doc__=PageDecision.__doc__,
                         watches=(list[watch], Field(default_factory=list, max_length=max_watches)))
 
@@ -53,8 +56,9 @@ class Insights(BaseModel):
 
 @lru_cache(maxsize=64)
 def feelings_schema(n: int) -> type[Feelings]:
+    line = Annotated[str, StringConstraints(min_length=3, max_length=FEELING_CHARS)]
     return create_model("Feelings", __base__=Feelings,
-                        feelings=(list[str], Field(min_length=n, max_length=n, description="one line per film, same order")))
+                        feelings=(list[line], Field(min_length=n, max_length=n, description="one line per film, same order")))
 
 
 class InvalidDecision(ValueError):
@@ -185,6 +189,9 @@ class LLMPolicy:
         raise last_error
 
 
+VOICED_FILMS = 2  # films per decision whose feelings the LLM writes; later ones keep the rule model's line
+
+
 class VoicePolicy:
     """Hybrid: the calibrated rule model chooses and rates; the LLM writes the feelings."""
 
@@ -197,12 +204,12 @@ class VoicePolicy:
     async def decide(self, obs: Observation) -> Action:
         started = time.perf_counter()
         action = self.rule.decide_now(obs)
-        watches = _watches(action)
+        watches = _watches(action)[:VOICED_FILMS]
         tally = _Tally()
         if not watches:
             return replace(action, meta=DecisionMeta(policy="rule", latency_ms=(time.perf_counter() - started) * 1000))
         lines = "\n".join(f"- {obs.catalog.get(w.item_id).label}: {w.rating:g} stars" for w in watches)
-        messages = [system_message(obs.persona), {"role": "user", "content": template("voice").format(watched=lines)}]
+        messages = fixed_first_messages(obs.persona, "voice", watched=lines)
         policy, reason = "hybrid", None
         try:
             response = await self.model.acomplete(LLMRequest(
@@ -211,7 +218,7 @@ class VoicePolicy:
             feelings = [f.strip()[:200] for f in response.parsed.feelings]
             if len(feelings) < len(watches) or any(not f for f in feelings[:len(watches)]):
                 raise InvalidDecision(f"expected {len(watches)} feelings, got {len(feelings)}")
-            action = _with_feelings(action, feelings)
+            action = _with_feelings(action, feelings[:len(watches)])
         except (LLMOutputError, InvalidDecision) as exc:
             policy, reason = "fallback", f"{type(exc).__name__}: {exc}"[:300]  # keep the rule model's lines
         meta = DecisionMeta(policy=policy, latency_ms=(time.perf_counter() - started) * 1000,
@@ -233,10 +240,12 @@ def _watches(action: Action) -> list[Watch]:
 
 
 def _with_feelings(action: Action, feelings: list[str]) -> Action:
+    """The first len(feelings) watches get the LLM's lines, in order; the rest keep theirs."""
     it = iter(feelings)
 
     def voiced(decision: PageDecision) -> PageDecision:
-        return decision.model_copy(update={"watches": [w.model_copy(update={"feeling": next(it)}) for w in decision.watches]})
+        return decision.model_copy(update={"watches": [w.model_copy(update={"feeling": next(it, w.feeling)})
+                                                       for w in decision.watches]})
 
     if isinstance(action, BrowseAction):
         return replace(action, pages=tuple((shown, voiced(d)) for shown, d in action.pages))

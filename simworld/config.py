@@ -98,6 +98,8 @@ class PolicySpec(Section):
     llm_fraction: float = Field(0.2, ge=0, le=1, description="hybrid: share of agents deciding by LLM")
     voice: bool = Field(False, description="hybrid: agents not deciding by LLM keep the rule model's choices "
                         "and ratings, and the LLM writes their feelings")
+    voice_fraction: float = Field(1.0, ge=0, le=1, description="hybrid with voice: share of the rule-deciding "
+                                  "agents whose feelings the LLM writes (the rest keep template feelings)")
     rule: RulePolicySpec = Field(default_factory=RulePolicySpec)
 
 

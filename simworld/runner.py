@@ -69,6 +69,12 @@ def build_llm(scenario: Scenario, run_dir: Path | None, run_id: str):
     return build_language_model(scenario.llm, run_dir, run_id=run_id, seed=scenario.seed)
 
 
+def seeded_share(agent_ids: list[int], fraction: float, seed: list[int]) -> set[int]:
+    n = round(len(agent_ids) * fraction)
+    rng = np.random.default_rng(seed)
+    return {int(i) for i in rng.choice(sorted(agent_ids), size=n, replace=False)} if n else set()
+
+
 def llm_agent_ids(scenario: Scenario, agent_ids: list[int]) -> set[int]:
     """Which agents decide by LLM: all (llm), none (rule), or a seeded share (hybrid)."""
     kind = scenario.policy.kind
@@ -76,21 +82,34 @@ def llm_agent_ids(scenario: Scenario, agent_ids: list[int]) -> set[int]:
         return set(agent_ids)
     if kind == "rule":
         return set()
-    n = round(len(agent_ids) * scenario.policy.llm_fraction)
-    rng = np.random.default_rng([scenario.seed, 2])  # the policy mix's own stream of the run seed
-    return {int(i) for i in rng.choice(sorted(agent_ids), size=n, replace=False)} if n else set()
+    return seeded_share(agent_ids, scenario.policy.llm_fraction, [scenario.seed, 2])  # the mix's own stream
 
 
-def policy_factory(scenario: Scenario, llm=None, llm_ids: set[int] = frozenset()) -> Callable[[Persona], Policy]:
+def voiced_agent_ids(scenario: Scenario, agent_ids: list[int], deciders: set[int]) -> set[int]:
+    """Hybrid with voice: the seeded share of rule-deciding agents whose feelings the LLM writes."""
+    spec = scenario.policy
+    if spec.kind != "hybrid" or not spec.voice:
+        return set()
+    rest = [a for a in agent_ids if a not in deciders]
+    return seeded_share(rest, spec.voice_fraction, [scenario.seed, 3])
+
+
+def policy_factory(scenario: Scenario, llm=None, llm_ids: set[int] = frozenset(),
+                   voice_ids: set[int] = frozenset()) -> Callable[[Persona], Policy]:
     spec = scenario.policy
     rule = RulePolicy(spec.rule)
     if spec.kind == "rule" or llm is None:
         return lambda persona: rule
     from simworld.agents.llm_policy import LLMPolicy, VoicePolicy
 
-    decider = LLMPolicy(llm, rule)
-    others: Policy = VoicePolicy(llm, rule) if spec.voice else rule
-    return lambda persona: decider if persona.agent_id in llm_ids else others
+    decider, voice = LLMPolicy(llm, rule), VoicePolicy(llm, rule)
+
+    def policy_for(persona: Persona) -> Policy:
+        if persona.agent_id in llm_ids:
+            return decider
+        return voice if persona.agent_id in voice_ids else rule
+
+    return policy_for
 
 
 def build_world(scenario: Scenario, run_id: str, run_dir: Path | None = None) -> SimWorld:
@@ -101,8 +120,10 @@ def build_world(scenario: Scenario, run_id: str, run_dir: Path | None = None) ->
     embedder = make_embedder("minilm") if scenario.recommender.name == "content" else None
     context = RecommenderContext(catalog=catalog, seed=scenario.seed, embedder=embedder, llm=llm)
     recommender = build_recommender(scenario.recommender.name, scenario.recommender.params, context)
-    llm_ids = llm_agent_ids(scenario, [p.agent_id for p in personas])
-    world = SimWorld(scenario, catalog, personas, recommender, policy_factory(scenario, llm, llm_ids),
+    ids = [p.agent_id for p in personas]
+    llm_ids = llm_agent_ids(scenario, ids)
+    voice_ids = voiced_agent_ids(scenario, ids, llm_ids)
+    world = SimWorld(scenario, catalog, personas, recommender, policy_factory(scenario, llm, llm_ids, voice_ids),
                      history=history, run_id=run_id)
     world.llm, world.embedder = llm, embedder
     world.memory = build_memory(scenario, catalog, run_dir, run_id)

@@ -115,6 +115,19 @@ def test_hybrid_splits_the_population_and_voice_lets_the_llm_write_feelings(open
     assert "voice" in purposes and "decide" in purposes
 
 
+def test_voice_fraction_voices_a_seeded_share_of_the_rule_agents(openai_server, tmp_path):
+    server = openai_server()
+    policy = "kind: hybrid, llm_fraction: 0.25, voice: true, voice_fraction: 0.5"
+    first = run(tmp_path, scenario_text(server.url, policy=policy), "a")
+    again = run(tmp_path, scenario_text(server.url, policy=policy), "b")
+    mix = pl.read_parquet(first / "personas.parquet").select("agent_id", "policy")
+    assert mix["policy"].value_counts().sort("policy")["count"].to_list() == [3, 2, 3]  # hybrid, llm, rule
+    assert mix.equals(pl.read_parquet(again / "personas.parquet").select("agent_id", "policy"))
+    watches = read_events(first).filter(pl.col("action") == "watch")
+    rule_agents = set(mix.filter(pl.col("policy") == "rule")["agent_id"])
+    assert set(watches.filter(pl.col("agent_id").is_in(list(rule_agents)))["policy"]) <= {"rule"}
+
+
 def test_the_api_key_never_reaches_the_run_folder(openai_server, tmp_path, monkeypatch):
     secret = "sk-test-0123456789abcdefSECRET"
     monkeypatch.setenv("SIMWORLD_TEST_KEY", secret)

@@ -73,6 +73,13 @@ def _grammar_cache_dir() -> Path | None:
     return Path.home() / ".cache" / "simworld" / "grammars"
 
 
+def strict_strings(gbnf: str) -> str:
+    """Limit JSON string characters to printable ASCII. llama-cpp-python's converter lets
+    strings hold raw control characters (a newline inside a string is invalid JSON), and a
+    135M model at temperature 0.7 drifts into runs of emoji that eat the token budget."""
+    return gbnf.replace('char ::= [^"\\\\]', 'char ::= [ !#-\\x5B\\x5D-~]')
+
+
 class EmbeddedEngine:
     """One loaded GGUF model plus its grammar cache. Use `EmbeddedEngine.get(name)`."""
 
@@ -125,7 +132,8 @@ class EmbeddedEngine:
     # -- grammars
     @staticmethod
     def schema_key(schema: dict[str, Any]) -> str:
-        return hashlib.sha256(canonical_json(schema).encode("utf-8")).hexdigest()
+        # the prefix changes whenever the schema-to-grammar conversion does (stale disk caches)
+        return hashlib.sha256(("ascii-strings:" + canonical_json(schema)).encode("utf-8")).hexdigest()
 
     def grammar(self, schema: dict[str, Any]):
         """The llama.cpp grammar for a JSON schema: built once, then from memory or disk."""
@@ -150,7 +158,7 @@ class EmbeddedEngine:
             if gbnf is None:
                 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-                gbnf = json_schema_to_gbnf(json.dumps(schema))
+                gbnf = strict_strings(json_schema_to_gbnf(json.dumps(schema)))
                 if disk is not None:
                     try:
                         disk.parent.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import pydantic
 import pytest
 
+from simworld.agents.llm_policy import page_schema
+from simworld.agents.prompting import template
 from simworld.llm import (
     EmbeddedEngine,
     LedgerModel,
@@ -24,22 +25,19 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class Decision(pydantic.BaseModel):
-    watch: list[int]
-    reason: str
-
+PAGE_IDS = (101, 102, 103, 104, 105)
+Decision = page_schema(PAGE_IDS, 2)  # the schema LLMPolicy asks for on a five-film page
 
 PERSONA = (
     "You are Maya, 34, a software engineer. You love science fiction and space films, "
     "you like clever thrillers, and you find romantic comedies boring."
 )
-PAGE = """These films are on your home page:
-[101] Interstellar (2014) - Sci-Fi|Drama
-[102] Notting Hill (1999) - Comedy|Romance
-[103] Alien (1979) - Horror|Sci-Fi
-[104] Toy Story (1995) - Animation|Children
-[105] Heat (1995) - Crime|Thriller
-Which of them do you watch now? Reply with JSON: {"watch": [ids], "reason": "..."}"""
+PAGE = template("browse_page").format(round=1, injected="", memories="- nothing yet", max_watches=2, items="""\
+101: Interstellar (2014) [Sci-Fi/Drama]
+102: Notting Hill (1999) [Comedy/Romance]
+103: Alien (1979) [Horror/Sci-Fi]
+104: Toy Story (1995) [Animation/Children]
+105: Heat (1995) [Crime/Thriller]""")
 
 
 def decision_request(**kw) -> LLMRequest:
@@ -53,16 +51,17 @@ def decision_request(**kw) -> LLMRequest:
 
 
 def test_embedded_model_answers_a_decision_prompt_with_schema_valid_json():
-    model = LiteLLMModel("local/smollm2", temperature=0.2, max_tokens=96, seed=1)
+    model = LiteLLMModel("local/smollm2", temperature=0.2, max_tokens=160, seed=1)
     reply = model.complete(decision_request())
     assert isinstance(reply.parsed, Decision), reply.text
-    assert all(isinstance(i, int) for i in reply.parsed.watch)
+    assert len(reply.parsed.watches) <= 2 and reply.parsed.then in ("next_page", "leave")
+    assert all(w.item_id in PAGE_IDS and 0.5 <= w.rating <= 5 and 1 <= w.importance <= 10 for w in reply.parsed.watches)
     assert reply.prompt_tokens > 50 and reply.completion_tokens > 0
     assert reply.cost_usd == 0.0 and reply.model == "local/smollm2"
 
 
 async def test_embedded_model_through_the_full_stack_async(tmp_path):
-    cfg = LLMConfig(temperature=0.2, max_tokens=96, concurrency=4)
+    cfg = LLMConfig(temperature=0.2, max_tokens=160, concurrency=4)
     assert cfg.model == "local/smollm2"
     llm = build_language_model(cfg, tmp_path, run_id="offline")
     assert isinstance(llm, LedgerModel)
@@ -75,7 +74,7 @@ async def test_embedded_model_through_the_full_stack_async(tmp_path):
     ledger = read_ledger(tmp_path)
     assert ledger.height == 4 and ledger["outcome"].to_list() .count("ok") == 4
     # the same seed gives the same answer without the cache
-    plain = LiteLLMModel("local/smollm2", temperature=0.2, max_tokens=96)
+    plain = LiteLLMModel("local/smollm2", temperature=0.2, max_tokens=160)
     assert plain.complete(decision_request(seed=0)).text == replies[0].text
 
 
