@@ -7,7 +7,11 @@
    answers after `latency` seconds. Reports the round's wall time and its ratio to the
    physical floor ceil(calls / concurrency) * latency (target <= 1.11).
 2. The same round again: every call a cache hit. Reports the speed-up (target >= 20x).
-3. The embedded model (local/smollm2): grammar build time (cold, from disk, from memory)
+3. Tokens of a real run: a world of LLM-driven agents (every decision by the LLM, with
+   agent memory) against the test server counting tokens with gpt-4o-mini's tokenizer.
+   Reports prompt tokens per decision call (target <= 1,200) and LLM tokens per active
+   agent-round (target <= 3,000).
+4. The embedded model (local/smollm2): grammar build time (cold, from disk, from memory)
    and calls per second on a short decision prompt (skipped if not installed).
 """
 
@@ -94,6 +98,65 @@ async def concurrency_figures(calls: int, concurrency: int, latency: float) -> N
         proc.wait(timeout=5)
 
 
+WORLD = """
+name: tokens
+seed: 1
+rounds: {rounds}
+population: {{size: {agents}}}
+activity: {{model: constant, probability: 0.7}}
+recommender: {{name: popularity, page_size: 10, max_pages: 3}}
+policy: llm
+llm: {{model: openai/gpt-4o-mini, api_base: "{url}", concurrency: 32}}
+memory: {{embedder: hashing, backend: inprocess, reflection_threshold: 3}}
+"""
+
+
+def token_figures(agents: int, rounds: int) -> None:
+    import polars as pl
+
+    from simworld.llm._lite import litellm
+    from simworld.runner import run_scenario
+    from tests.openai_server import FakeOpenAIServer
+
+    def count(text: str) -> int:
+        return litellm().token_counter(model="gpt-4o-mini", text=text)
+
+    server = FakeOpenAIServer(count_tokens=count)
+    server.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "tokens.yaml"
+            path.write_text(WORLD.format(url=server.url, agents=agents, rounds=rounds))
+            run_dir = run_scenario(path, out_dir=Path(tmp) / "runs", run_id="tokens")
+            ledger = read_ledger(run_dir)
+            active = int(pl.read_parquet(run_dir / "metrics.parquet")["active_agents"].sum())
+    finally:
+        server.stop()
+    decide = ledger.filter(pl.col("purpose") == "decide")["prompt_tokens"]
+    total = int(ledger["total_tokens"].sum())
+    print(f"real run ({agents} LLM agents x {rounds} rounds, memory on, gpt-4o-mini tokenizer): "
+          f"{ledger.height} calls")
+    print(f"  prompt tokens per decision call: mean {decide.mean():.0f}, max {decide.max()} (target <= 1,200)")
+    print(f"  LLM tokens per active agent-round: {total / active:.0f} (target <= 3,000); "
+          f"by purpose: {dict(ledger.group_by('purpose').agg(pl.col('total_tokens').sum()).iter_rows())}")
+
+
+def voice_request(i: int) -> LLMRequest:
+    """What the default scenario asks the embedded model: two feelings for two rated films."""
+    from simworld.agents.llm_policy import feelings_schema
+    from simworld.agents.prompting import fixed_first_messages
+    from simworld.catalog import load_bundled_catalog
+    from simworld.population import synthetic_personas
+    import numpy as np
+
+    catalog = load_bundled_catalog()
+    persona = synthetic_personas(1, catalog, np.random.default_rng(i))[0]
+    films = [catalog.items[(7 * i) % len(catalog)], catalog.items[(7 * i + 3) % len(catalog)]]
+    lines = "\n".join(f"- {f.label}: {r:g} stars" for f, r in zip(films, (4.5, 2.0)))
+    return LLMRequest(messages=fixed_first_messages(persona, "voice", watched=lines),
+                      response_model=feelings_schema(2), agent_id=i, purpose="voice", seed=i)
+
+
 def embedded_figures(n: int) -> None:
     from simworld.llm import EmbeddedEngine, LiteLLMModel, embedded_available
 
@@ -102,7 +165,7 @@ def embedded_figures(n: int) -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SIMWORLD_GRAMMAR_CACHE"] = tmp
-        schema = Decision.model_json_schema()
+        schema = voice_request(0).response_model.model_json_schema()
         engine = EmbeddedEngine.get("smollm2")
         t0 = time.perf_counter()
         engine.grammar(schema)
@@ -115,21 +178,21 @@ def embedded_figures(n: int) -> None:
         fresh.grammar(schema)
         disk = time.perf_counter() - t0
         print(f"grammar build: cold {cold * 1000:.1f} ms, from disk {disk * 1000:.2f} ms, from memory {warm * 1e6:.1f} us")
-        model = LiteLLMModel("local/smollm2", temperature=0.2, max_tokens=64)
+        model = LiteLLMModel("local/smollm2", temperature=0.7, max_tokens=256)
         t0 = time.perf_counter()
-        model.complete(request(0))  # loads the model
+        model.complete(voice_request(0))  # loads the model
         print(f"embedded model: first call (model load) {time.perf_counter() - t0:.2f} s")
         t0 = time.perf_counter()
         tokens = 0
         valid = 0
         for i in range(n):
-            reply = model.complete(request(i + 1))
+            reply = model.complete(voice_request(i + 1))
             tokens += reply.completion_tokens
             valid += reply.parsed is not None
         dt = time.perf_counter() - t0
         print(
             f"embedded model: {n / dt:.2f} calls/s ({dt / n:.2f} s a call, {tokens / dt:.0f} tokens/s), "
-            f"{valid}/{n} schema-valid"
+            f"{valid}/{n} schema-valid (voice calls: two feelings)"
         )
         os.environ.pop("SIMWORLD_GRAMMAR_CACHE", None)
 
@@ -140,8 +203,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--embedded-calls", type=int, default=8)
+    parser.add_argument("--agents", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     asyncio.run(concurrency_figures(args.calls, args.concurrency, args.latency))
+    token_figures(args.agents, args.rounds)
     embedded_figures(args.embedded_calls)
 
 

@@ -250,6 +250,7 @@ class FakeOpenAIServer:
         hang_s: float = 5.0,
         answer: AnswerFn | None = None,
         model_name: str = "test-model",
+        count_tokens: Callable[[str], int] | None = None,
     ):
         for k in list(script or []) + list(fault_kinds):
             if k is not None and k not in FAULTS:
@@ -262,6 +263,8 @@ class FakeOpenAIServer:
         self.hang_s = hang_s
         self.answer: AnswerFn = answer or default_answer
         self.model_name = model_name
+        # usage counts: words by default; benchmarks pass a real tokenizer
+        self.count_tokens: Callable[[str], int] = count_tokens or (lambda text: len(text.split()))
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
@@ -346,8 +349,8 @@ class FakeOpenAIServer:
             self.in_flight -= 1
 
     def completion(self, body: dict[str, Any], content: str) -> dict[str, Any]:
-        prompt_tokens = max(1, len(prompt_text(body).split()))
-        completion_tokens = max(1, len(content.split()))
+        prompt_tokens = max(1, self.count_tokens(prompt_text(body)))
+        completion_tokens = max(1, self.count_tokens(content))
         with self._lock:
             n = len(self.requests)
         return {

@@ -103,3 +103,10 @@ def test_schema_command_does_not_import_torch(repo_root):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["title"] == "simworld scenario"
+
+
+def test_tests_cannot_reach_the_network():
+    import socket
+
+    with pytest.raises(ConnectionRefusedError, match="tests run offline"):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)  # TEST-NET-1: never routable

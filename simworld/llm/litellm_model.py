@@ -17,6 +17,7 @@ the typed errors of `simworld.llm.types`:
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import time
 from collections.abc import Sequence
@@ -46,7 +47,8 @@ def response_format_for(request: LLMRequest) -> dict[str, Any] | None:
     name = request.response_model.__name__ if request.response_model else "answer"
     return {
         "type": "json_schema",
-        "json_schema": {"name": name[:64], "schema": schema, "strict": False},
+        # a copy: the schema is cached and shared, and providers' transforms may edit it
+        "json_schema": {"name": name[:64], "schema": copy.deepcopy(schema), "strict": False},
     }
 
 
@@ -227,9 +229,11 @@ class LiteLLMModel:
         if self.is_embedded():
             return 0.0
         hidden = getattr(raw, "_hidden_params", None) or {}
-        cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
-        if cost is not None:
-            return float(cost)
+        if isinstance(hidden, dict) and "response_cost" in hidden:
+            # litellm priced the call already; None means it knows no price for the model
+            # (asking again costs ~3 ms of CPU a call, a bottleneck at 64 calls in flight)
+            cost = hidden["response_cost"]
+            return float(cost) if cost is not None else None
         try:
             return float(litellm().completion_cost(completion_response=raw))
         except Exception:  # unknown price: litellm raises for models it has no price for
