@@ -302,9 +302,12 @@ class IndexedMemory:
         if text_pos:
             need = [i for i in text_pos if self.count(requests[i][0])]
             if need:
-                embedded = np.asarray(self.embedder.embed([requests[i][1] for i in need]), dtype=np.float32)
-                for i, vec in zip(need, embedded):
-                    vectors[i] = vec
+                # agents shown the same page ask the same question: embed each text once
+                unique = list(dict.fromkeys(requests[i][1] for i in need))
+                embedded = np.asarray(self.embedder.embed(unique), dtype=np.float32)
+                by_text = dict(zip(unique, embedded))
+                for i in need:
+                    vectors[i] = by_text[requests[i][1]]
         cfg = self.retrieval
         results: list[list[ScoredMemory]] = []
         touched: dict[str, list[int]] = {}
