@@ -288,6 +288,13 @@ class SimWorld(mesa.Model):
 
     def close(self) -> None:
         if not self._loop.is_closed():
+            # libraries leave background tasks on the loop (litellm's logging worker): end them
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
         if self.memory is not None:
             self.memory.close()
