@@ -162,6 +162,84 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")) ->
 
 
 @app.command()
+def compare(paths: list[Path] = typer.Argument(..., help="two or more scenario files (run) or run folders (read)"),
+            out: Path = typer.Option(Path("runs/compare"), "--out", help="folder for the runs and report.html"),
+            rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="override the number of rounds")) -> None:
+    """A/B: run the variants and write one HTML report of their metrics over rounds."""
+    from simworld.compare import compare as run_compare
+
+    try:
+        for path in paths:
+            if not path.exists():
+                raise SimworldError(f"{path}: no such scenario file or run folder")
+        report, table = run_compare(paths, out, rounds, on_start=lambda p: console.print(f"running {p} ..."))
+    except SimworldError as exc:
+        _fail(exc)
+    wide = table.pivot(on="variant", index="metric", values="last")
+    grid = Table(title="last round, per variant")
+    for column in wide.columns:
+        grid.add_column(column, justify="left" if column == "metric" else "right")
+    for row in wide.iter_rows():
+        grid.add_row(*(f"{x:.4g}" if isinstance(x, float) else str(x) for x in row))
+    console.print(grid)
+    console.print(f"report: {report}")
+
+
+@app.command()
+def export(run_dir: Path = typer.Argument(..., help="a run folder"),
+           out: Optional[Path] = typer.Option(None, "--out", help="folder for the files (default: RUN_DIR/export)"),
+           name: Optional[str] = typer.Option(None, "--name", help="data set name (default: the run id)")) -> None:
+    """Export the run's watches as RecBole atomic files (.inter, .item, .user) and Parquet."""
+    from simworld.export import export_recbole
+    from simworld.recorder import read_events, read_summary
+    from simworld.runner import build_catalog
+    from simworld.config import load_scenario
+
+    try:
+        summary = read_summary(run_dir)
+        catalog = build_catalog(load_scenario(run_dir / "scenario.yaml"))
+        personas = run_dir / "personas.parquet"
+        users = pl_read(personas) if personas.exists() else None
+        paths = export_recbole(read_events(run_dir), catalog, users, out or run_dir / "export",
+                               name or summary["run_id"])
+    except (SimworldError, ValueError) as exc:
+        _fail(exc if isinstance(exc, SimworldError) else SimworldError(str(exc)))
+    for path in paths:
+        console.print(f"wrote {path}")
+
+
+eval_app = typer.Typer(no_args_is_help=True, help="offline evaluation")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("recommenders")
+def eval_recommenders(data: Path = typer.Option(..., "--data", help="a MovieLens folder (ml-latest-small layout or ml-100k/ml-1m)"),
+                      k: int = typer.Option(10, "--k", min=1, help="list length"),
+                      max_users: Optional[int] = typer.Option(None, "--max-users", min=1, help="evaluate a seeded sample of users"),
+                      seed: int = typer.Option(0, "--seed", min=0)) -> None:
+    """Recall@k and NDCG@k of every built-in algorithm on a temporal MovieLens split."""
+    from simworld.evaluation import run_offline_eval
+
+    try:
+        with console.status("fitting and evaluating every algorithm ..."):
+            table = run_offline_eval(data, k=k, seed=seed, max_users=max_users)
+    except SimworldError as exc:
+        _fail(exc)
+    grid = Table(title=f"offline evaluation on {data.name} (temporal split, last 20% of each user)")
+    for column in table.columns:
+        grid.add_column(column, justify="left" if column == "algorithm" else "right")
+    for row in table.iter_rows():
+        grid.add_row(*(f"{x:.4f}" if isinstance(x, float) else str(x) for x in row))
+    console.print(grid)
+
+
+def pl_read(path: Path):
+    import polars as pl
+
+    return pl.read_parquet(path)
+
+
+@app.command()
 def ui(port: int = typer.Option(8501, "--port", help="port for the viewer"),
        address: str = typer.Option("127.0.0.1", "--address", help="bind address (loopback unless you mean it)")) -> None:
     """Open the Streamlit live viewer (app.py)."""

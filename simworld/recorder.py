@@ -30,7 +30,7 @@ from simworld.catalog import Catalog
 from simworld.config import Scenario
 from simworld.errors import SimworldError
 from simworld.events import EVENT_SCHEMA, empty_events
-from simworld.metrics_basic import basic_round_metrics
+from simworld.metrics import round_metrics
 
 CHECKPOINT = "checkpoint.pkl"
 
@@ -109,7 +109,7 @@ class Recorder:
         atomic_write_parquet(events, self.parts / f"round-{round_no:06d}.parquet")
         self.history = pl.concat([self.history, events]) if events.height else self.history
         row = {"round": round_no, "active_agents": active, "wall_s": wall_s}
-        row.update(basic_round_metrics(events, self.history, self.catalog))
+        row.update(round_metrics(events, self.history, self.catalog))
         row.update(extra or {})
         self.metric_rows.append(row)
         self.wall_s += wall_s

@@ -22,8 +22,9 @@ PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B
 LABELS = {
     "active_agents": "Active agents", "wall_s": "Round time (s)", "watches": "Watches",
     "mean_rating": "Mean rating", "coverage": "Catalog coverage", "genre_entropy": "Genre entropy",
-    "click_through": "Click-through", "gini": "Gini (popularity concentration)", "diversity": "Diversity",
-    "novelty": "Novelty", "prompt_tokens": "Prompt tokens", "completion_tokens": "Completion tokens",
+    "ctr": "Click-through", "exposure_gini": "Gini of exposure", "exposure_gini_cumulative": "Gini of exposure (all rounds)",
+    "intra_list_diversity": "Intra-list diversity", "novelty": "Novelty", "popularity_bias": "Popularity bias",
+    "coverage_round": "Coverage this round", "impressions": "Impressions", "prompt_tokens": "Prompt tokens", "completion_tokens": "Completion tokens",
     "llm_fallbacks": "LLM fallbacks", "cost_usd": "Cost (USD)", "cost": "Cost",
 }
 

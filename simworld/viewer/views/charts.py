@@ -11,8 +11,8 @@ from simworld.viewer.registry import View
 from simworld.viewer.ui import PALETTE, ViewContext, label, plot, style
 
 # shown first when present; any other numeric column follows in file order
-PREFERRED = ["watches", "mean_rating", "click_through", "coverage", "gini", "genre_entropy", "diversity",
-             "novelty", "active_agents", "wall_s"]
+PREFERRED = ["watches", "mean_rating", "ctr", "coverage", "exposure_gini", "genre_entropy",
+             "intra_list_diversity", "novelty", "popularity_bias", "active_agents", "wall_s"]
 PER_ROW = 3
 
 
