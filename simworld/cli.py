@@ -216,13 +216,16 @@ app.add_typer(eval_app, name="eval")
 def eval_recommenders(data: Path = typer.Option(..., "--data", help="a MovieLens folder (ml-latest-small layout or ml-100k/ml-1m)"),
                       k: int = typer.Option(10, "--k", min=1, help="list length"),
                       max_users: Optional[int] = typer.Option(None, "--max-users", min=1, help="evaluate a seeded sample of users"),
-                      seed: int = typer.Option(0, "--seed", min=0)) -> None:
+                      seed: int = typer.Option(0, "--seed", min=0),
+                      embedder: str = typer.Option("minilm", "--embedder",
+                                                   help="item text embeddings of the content-based algorithm: minilm or hashing")) -> None:
     """Recall@k and NDCG@k of every built-in algorithm on a temporal MovieLens split."""
+    from simworld.embedding import make_embedder
     from simworld.evaluation import run_offline_eval
 
     try:
         with console.status("fitting and evaluating every algorithm ..."):
-            table = run_offline_eval(data, k=k, seed=seed, max_users=max_users)
+            table = run_offline_eval(data, k=k, seed=seed, max_users=max_users, embedder=make_embedder(embedder))
     except SimworldError as exc:
         _fail(exc)
     grid = Table(title=f"offline evaluation on {data.name} (temporal split, last 20% of each user)")

@@ -62,7 +62,8 @@ def test_export_writes_recbole_files_for_every_watch(tmp_path):
 
 
 def test_eval_recommenders_prints_recall_and_ndcg_for_every_algorithm(movielens_small):
-    result = cli("eval", "recommenders", "--data", str(movielens_small), "--max-users", "150")
+    result = cli("eval", "recommenders", "--data", str(movielens_small), "--max-users", "150",
+                 "--embedder", "hashing")
     assert result.returncode == 0, result.stderr
     for name in ("random", "popularity", "itemknn", "mf", "content"):
         assert name in result.stdout
