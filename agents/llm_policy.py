@@ -61,6 +61,21 @@ def feelings_schema(n: int) -> type[Feelings]:
                         feelings=(list[line], Field(min_length=n, max_length=n, description="one line per film, same order")))
 
 
+class InterviewAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answer: str = Field(min_length=2, max_length=400, description="one to three sentences, in character")
+
+
+def interview_agent(model: LanguageModel, persona, memories: tuple[str, ...], question: str, round_no: int) -> str:
+    """An in-character answer to a researcher's question (sync: the viewer asks between rounds)."""
+    prompt = fit_to_budget(lambda mems, _: template("interview").format(memories=_memories(mems), question=question),
+                           memories, 1200)
+    response = model.complete(LLMRequest(messages=[system_message(persona), {"role": "user", "content": prompt}],
+                                         response_model=InterviewAnswer, purpose="interview",
+                                         agent_id=persona.agent_id, round=round_no))
+    return response.parsed.answer.strip()
+
+
 class InvalidDecision(ValueError):
     """A schema-valid answer that contradicts the page (unknown id, rating off the scale)."""
 

@@ -17,6 +17,7 @@ from simworld.catalog import Catalog, load_bundled_catalog, load_csv_catalog
 from simworld.config import Scenario, load_scenario
 from simworld.embedding import make_embedder
 from simworld.errors import SimworldError
+from simworld.memory.records import MemoryRecord
 from simworld.population import Persona, movielens_personas, synthetic_personas
 from simworld.recorder import Recorder, read_checkpoint, read_summary
 from simworld.recommenders.base import RecommenderContext
@@ -209,6 +210,44 @@ class Simulation:
                                         extra=self.llm_summary())
             raise
         self.recorder.finish(self.scenario, "finished", self.world.round, extra=self.llm_summary())
+
+    def memories(self, agent_id: int) -> list[str] | None:
+        """What the agent remembers in its memory store, or None when the run has none."""
+        return self.world.memory.texts(agent_id) if self.world.memory is not None else None
+
+    def interview(self, agent_id: int, question: str, remember: bool = False) -> str:
+        """Ask an agent a question; it answers in character from its persona and memories.
+
+        Nothing about the agent changes (not even its memories' access statistics) unless
+        `remember`, which writes the exchange to its memory. A run without an LLM policy uses
+        the scenario's `llm` (by default the embedded model). The call is in the ledger."""
+        from simworld.agents.llm_policy import interview_agent
+
+        if agent_id not in self.world.users:
+            raise SimworldError(f"no agent {agent_id} in this run")
+        llm = self.world.llm or self._interview_llm()
+        state = self.world.users[agent_id].state
+        now = self.world.round
+        memory = self.world.memory
+        recalled = memory.peek(agent_id, question, now) if memory is not None else tuple(state.recent)
+        answer = interview_agent(llm, state.persona, recalled, question, now)
+        if remember:
+            note = f'Round {now}: a researcher asked "{question}"; I answered "{answer}"'
+            state.recent.append(note)
+            if memory is not None:
+                memory.remember({agent_id: [MemoryRecord(agent_id="", text=note, kind="interview",
+                                                         importance=0.6, created_round=now)]})
+                memory.flush()
+        llm.flush()
+        return answer
+
+    def _interview_llm(self):
+        if getattr(self, "_llm_for_interviews", None) is None:
+            from simworld.llm import build_language_model
+
+            self._llm_for_interviews = build_language_model(self.scenario.llm, self.run_dir,
+                                                            run_id=self.recorder.run_id, seed=self.scenario.seed)
+        return self._llm_for_interviews
 
     def edit_persona(self, agent_id: int, **changes) -> None:
         """Change who an agent is; takes effect from the next round, and is recorded."""

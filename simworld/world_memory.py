@@ -75,6 +75,22 @@ class WorldMemory:
         results = self.store.retrieve_many([(str(a), queries[a], k) for a in ids], now=now)
         return {a: tuple(s.text for s in found) for a, found in zip(ids, results)}
 
+    def peek(self, agent_id: int, query: str, now: int) -> tuple[str, ...]:
+        """Top-k memory texts for a query without marking them accessed (an interview that
+        must leave the agent as it was)."""
+        saved = self.store.retrieval
+        self.store.retrieval = saved.model_copy(update={"touch_on_retrieve": False})
+        try:
+            found = self.store.retrieve(str(agent_id), query, self.config.retrieval.k, now)
+        finally:
+            self.store.retrieval = saved
+        return tuple(s.text for s in found)
+
+    def texts(self, agent_id: int) -> list[str]:
+        """Everything the agent remembers, oldest first (observations, insights, reflections)."""
+        return [f"[{r.kind}, round {r.created_round}, importance {r.importance:.2f}] {r.text}"
+                for r in self.store.all(str(agent_id))]
+
     # -- apply
     def remember(self, records: dict[int, list[MemoryRecord]]) -> None:
         """Write the round's new memories (agent id -> records) in one batch, in agent order."""

@@ -119,3 +119,25 @@ def test_llm_agents_see_their_memories_and_write_insights(tmp_path, openai_serve
     assert reflections.height > 0 and set(reflections["policy"]) == {"llm"}
     assert any(body["messages"][-1]["content"].startswith("Round") and "insights" in body["messages"][-1]["content"]
                for body in server.requests)
+
+
+def test_interview_reads_memories_and_writes_only_when_asked(tmp_path, openai_server):
+    server = openai_server()
+    llm = f"llm: {{model: openai/test-model, api_base: '{server.url}', retry_base_s: 0.01}}"
+    sim = runner.start(scenario(tmp_path, llm=llm, rounds=3), out_dir=tmp_path / "runs", run_id="r")
+    try:
+        for _ in range(2):
+            sim.step()
+        agent = next(a for a in sim.world.order if sim.memories(a))
+        before = [(r.memory_id, r.access_count, r.last_access_round) for r in sim.world.memory.store.all(str(agent))]
+        answer = sim.interview(agent, "What did you watch last?")
+        assert answer and "Round" in server.requests[-1]["messages"][-1]["content"]  # memories in the prompt
+        after = [(r.memory_id, r.access_count, r.last_access_round) for r in sim.world.memory.store.all(str(agent))]
+        assert after == before  # not even access statistics change
+        sim.interview(agent, "Your friend recommends Alien.", remember=True)
+        kinds = [r.kind for r in sim.world.memory.store.all(str(agent))]
+        assert kinds.count("interview") == 1
+        assert read_events(sim.run_dir).height > 0 and "interview" in set(
+            pl.read_parquet(sim.run_dir / "llm_calls.parquet")["purpose"])
+    finally:
+        sim.close()

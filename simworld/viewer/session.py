@@ -197,9 +197,11 @@ class RunController:
         get = getattr(self.sim, "memories", None)
         if get is not None:
             try:
-                return "memory store", list(get(agent_id))
+                stored = get(agent_id)
             except Exception as exc:  # noqa: BLE001 - shown to the researcher, never a traceback
                 return f"memory store unavailable ({type(exc).__name__}: {exc})", []
+            if stored is not None:
+                return "memory store", list(stored)
         state = self.sim.world.users[agent_id].state
         return "recent events (state.recent)", list(state.recent)
 
