@@ -251,8 +251,11 @@ def ui(port: int = typer.Option(8501, "--port", help="port for the viewer"),
     app_path = Path(__file__).resolve().parent.parent / "app.py"
     if not app_path.is_file():
         _fail(SimworldError("app.py not found next to the simworld package; run from a source checkout"))
+    from simworld.viewer.harness import SERVER_FLAGS
+
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", address,
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           *SERVER_FLAGS]
     raise typer.Exit(subprocess.call(cmd))
 
 

@@ -19,3 +19,17 @@ def write_scenario(folder: Path, text: str, name: str = "scenario.yaml") -> Path
     path = folder / name
     path.write_text(text)
     return path
+
+
+def viewer_scenario(name: str, seed: int) -> str:
+    """The small scenario the viewer tests run: 20 rule-driven agents over 5 rounds."""
+    return f"""\
+name: {name}
+seed: {seed}
+rounds: 5
+population: {{size: 20, source: synthetic}}
+catalog: {{source: bundled}}
+activity: {{model: constant, probability: 0.8}}
+recommender: {{name: popularity, page_size: 8, max_pages: 2}}
+policy: rule
+"""

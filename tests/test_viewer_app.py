@@ -12,18 +12,10 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from simworld import recorder, runner  # noqa: E402
 from simworld.viewer.session import FINISHED, PAUSED, RUNNING  # noqa: E402
+from tests.helpers import viewer_scenario  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-SMALL = """\
-name: apptest-small
-seed: 5
-rounds: 5
-population: {size: 20, source: synthetic}
-catalog: {source: bundled}
-activity: {model: constant, probability: 0.8}
-recommender: {name: popularity, page_size: 8, max_pages: 2}
-policy: rule
-"""
+SMALL = viewer_scenario("apptest-small", seed=5)
 
 
 @pytest.fixture
@@ -165,8 +157,6 @@ def test_open_a_finished_run(app, tmp_path):
 
 
 def test_interview_does_not_write_memory_unless_ticked(app):
-    if not hasattr(runner.Simulation, "interview"):
-        pytest.skip("Simulation.interview does not exist yet (the LLM layer adds it); the page shows a note")
     ctl = start(app, paused=True)
     app.button(key="step").click().run()
     ctl.wait(30)
@@ -182,11 +172,3 @@ def test_interview_does_not_write_memory_unless_ticked(app):
     app.checkbox(key=f"interview_remember_{agent}").check()
     next(b for b in app.button if b.label == "Ask").click().run()
     assert ctl.memories(agent)[1] != before
-
-
-def test_interview_without_the_llm_layer_shows_a_note(app):
-    if hasattr(runner.Simulation, "interview"):
-        pytest.skip("Simulation.interview exists; covered by the memory test")
-    start(app, paused=True)
-    app.button_group(key="view").set_value("inspector").run()
-    assert any("Interviews need the LLM layer" in i.value for i in app.info)

@@ -12,20 +12,11 @@ from pathlib import Path
 import pytest
 
 from simworld.viewer import harness
+from tests.helpers import viewer_scenario  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-SMALL = """\
-name: e2e-small
-description: 20 agents over 5 rounds, for the browser test.
-seed: 11
-rounds: 5
-population: {size: 20, source: synthetic}
-catalog: {source: bundled}
-activity: {model: constant, probability: 0.8}
-recommender: {name: popularity, page_size: 8, max_pages: 2}
-policy: rule
-"""
+SMALL = viewer_scenario("e2e-small", seed=11)
 
 
 def _need_browser() -> None:

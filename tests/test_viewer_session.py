@@ -11,17 +11,9 @@ from simworld import recorder
 from simworld.errors import ScenarioError
 from simworld.viewer import data, scenarios
 from simworld.viewer.session import FINISHED, PAUSED, STOPPED, RunController
+from tests.helpers import viewer_scenario  # noqa: E402
 
-SMALL = """\
-name: viewer-small
-seed: 7
-rounds: 5
-population: {size: 20, source: synthetic}
-catalog: {source: bundled}
-activity: {model: constant, probability: 0.8}
-recommender: {name: popularity, page_size: 8, max_pages: 2}
-policy: rule
-"""
+SMALL = viewer_scenario("viewer-small", seed=7)
 
 
 @pytest.fixture

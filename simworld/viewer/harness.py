@@ -41,6 +41,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Also in .streamlit/config.toml; given on the command line so any working directory gets them.
+SERVER_FLAGS = ("--runner.postScriptGC", "false")
+
+
 @contextlib.contextmanager
 def serve(cwd: Path, *, port: int | None = None, log: Path | None = None, timeout_s: float = 90.0,
           env: dict[str, str] | None = None) -> Iterator[str]:
@@ -49,7 +53,7 @@ def serve(cwd: Path, *, port: int | None = None, log: Path | None = None, timeou
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
            "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-           "--global.developmentMode", "false"]
+           "--global.developmentMode", "false", *SERVER_FLAGS]
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     out = open(log, "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
