@@ -71,7 +71,8 @@ async def concurrency_figures(calls: int, concurrency: int, latency: float) -> N
     proc, url = start_server(latency)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = LLMConfig(model="openai/test-model", api_base=url, concurrency=concurrency, cache=True)
+            # a model litellm knows (its price lookup is a dict hit, as with a real hosted model)
+            cfg = LLMConfig(model="openai/gpt-4o-mini", api_base=url, concurrency=concurrency, cache=True)
             llm = build_language_model(cfg, Path(tmp), run_id="bench")
             # warm up: litellm import, HTTP client and connections (not part of a round)
             await asyncio.gather(*(llm.acomplete(request(10_000 + i)) for i in range(concurrency)))
