@@ -44,7 +44,8 @@ FEELING_CHARS = 72  # a bound in the grammar too: a small model otherwise ramble
 def page_schema(ids: tuple[int, ...], max_watches: int) -> type[BaseModel]:
     watch = create_model("Watch", __base__=Watch, item_id=(Literal[ids], ...),  # type: ignore[valid-type]
                          importance=(int, Field(ge=1, le=10, description="how memorable, 1 (not) to 10 (very)")),
-                         feeling=(str, Field(min_length=3, max_length=FEELING_CHARS, description="one line, in the user's voice")))
+                         feeling=(str, Field(min_length=3, max_length=FEELING_CHARS,
+                                             description="one line, in the user's voice")))
     return create_model("PageDecision", __base__=PageDecision, __doc__=PageDecision.__doc__,
                         watches=(list[watch], Field(default_factory=list, max_length=max_watches)))
 
@@ -58,7 +59,8 @@ class Insights(BaseModel):
 def feelings_schema(n: int) -> type[Feelings]:
     line = Annotated[str, StringConstraints(min_length=3, max_length=FEELING_CHARS)]
     return create_model("Feelings", __base__=Feelings,
-                        feelings=(list[line], Field(min_length=n, max_length=n, description="one line per film, same order")))
+                        feelings=(list[line], Field(min_length=n, max_length=n,
+                                                    description="one line per film, same order")))
 
 
 class InterviewAnswer(BaseModel):
@@ -228,7 +230,8 @@ class VoicePolicy:
         policy, reason = "hybrid", None
         try:
             response = await self.model.acomplete(LLMRequest(
-                messages=messages, response_model=feelings_schema(len(watches)), purpose="voice", agent_id=obs.agent_id, round=obs.round))
+                messages=messages, response_model=feelings_schema(len(watches)), purpose="voice",
+                agent_id=obs.agent_id, round=obs.round))
             tally.add(response)
             feelings = [f.strip()[:200] for f in response.parsed.feelings]
             if len(feelings) < len(watches) or any(not f for f in feelings[:len(watches)]):

@@ -127,7 +127,8 @@ class SimWorld(mesa.Model):
             pages=pages, watched=frozenset(state.watched), catalog=self.catalog,
             item_mean_rating=self.item_mean_rating, search=self.catalog.search,
             rng=self.agent_rng(agent.agent_id, round_no),
-            memories=memories if memories is not None else tuple(state.recent), extra={"injected": tuple(self.injected.get(agent.agent_id, ()))},
+            memories=memories if memories is not None else tuple(state.recent),
+            extra={"injected": tuple(self.injected.get(agent.agent_id, ()))},
         )
 
     def decide(self, observations: list[Observation]) -> list[Action]:
