@@ -175,13 +175,7 @@ def compare(paths: list[Path] = typer.Argument(..., help="two or more scenario f
         report, table = run_compare(paths, out, rounds, on_start=lambda p: console.print(f"running {p} ..."))
     except SimworldError as exc:
         _fail(exc)
-    wide = table.pivot(on="variant", index="metric", values="last")
-    grid = Table(title="last round, per variant")
-    for column in wide.columns:
-        grid.add_column(column, justify="left" if column == "metric" else "right")
-    for row in wide.iter_rows():
-        grid.add_row(*(f"{x:.4g}" if isinstance(x, float) else str(x) for x in row))
-    console.print(grid)
+    _print_frame("last round, per variant", table.pivot(on="variant", index="metric", values="last"), "{:.4g}")
     console.print(f"report: {report}")
 
 
@@ -190,16 +184,18 @@ def export(run_dir: Path = typer.Argument(..., help="a run folder"),
            out: Optional[Path] = typer.Option(None, "--out", help="folder for the files (default: RUN_DIR/export)"),
            name: Optional[str] = typer.Option(None, "--name", help="data set name (default: the run id)")) -> None:
     """Export the run's watches as RecBole atomic files (.inter, .item, .user) and Parquet."""
+    import polars as pl
+
+    from simworld.config import load_scenario
     from simworld.export import export_recbole
     from simworld.recorder import read_events, read_summary
     from simworld.runner import build_catalog
-    from simworld.config import load_scenario
 
     try:
         summary = read_summary(run_dir)
         catalog = build_catalog(load_scenario(run_dir / "scenario.yaml"))
         personas = run_dir / "personas.parquet"
-        users = pl_read(personas) if personas.exists() else None
+        users = pl.read_parquet(personas) if personas.exists() else None
         paths = export_recbole(read_events(run_dir), catalog, users, out or run_dir / "export",
                                name or summary["run_id"])
     except (SimworldError, ValueError) as exc:
@@ -228,18 +224,17 @@ def eval_recommenders(data: Path = typer.Option(..., "--data", help="a MovieLens
             table = run_offline_eval(data, k=k, seed=seed, max_users=max_users, embedder=make_embedder(embedder))
     except SimworldError as exc:
         _fail(exc)
-    grid = Table(title=f"offline evaluation on {data.name} (temporal split, last 20% of each user)")
-    for column in table.columns:
-        grid.add_column(column, justify="left" if column == "algorithm" else "right")
-    for row in table.iter_rows():
-        grid.add_row(*(f"{x:.4f}" if isinstance(x, float) else str(x) for x in row))
+    _print_frame(f"offline evaluation on {data.name} (temporal split, last 20% of each user)", table, "{:.4f}")
+
+
+def _print_frame(title: str, frame, number_format: str) -> None:
+    """A polars frame as a rich table: the first column is the label, numbers right-aligned."""
+    grid = Table(title=title)
+    for k, column in enumerate(frame.columns):
+        grid.add_column(column, justify="left" if k == 0 else "right")
+    for row in frame.iter_rows():
+        grid.add_row(*(number_format.format(x) if isinstance(x, float) else str(x) for x in row))
     console.print(grid)
-
-
-def pl_read(path: Path):
-    import polars as pl
-
-    return pl.read_parquet(path)
 
 
 @app.command()

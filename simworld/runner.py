@@ -17,7 +17,6 @@ from simworld.catalog import Catalog, load_bundled_catalog, load_csv_catalog
 from simworld.config import Scenario, load_scenario
 from simworld.embedding import make_embedder
 from simworld.errors import SimworldError
-from simworld.memory.records import MemoryRecord
 from simworld.population import Persona, movielens_personas, synthetic_personas
 from simworld.recorder import Recorder, read_checkpoint, read_summary
 from simworld.recommenders.base import RecommenderContext
@@ -152,6 +151,7 @@ class Simulation:
     world: SimWorld
     recorder: Recorder
     _personas_dirty: bool = False
+    _llm_for_interviews: object = None
 
     @property
     def run_dir(self) -> Path:
@@ -235,14 +235,12 @@ class Simulation:
             note = f'Round {now}: a researcher asked "{question}"; I answered "{answer}"'
             state.recent.append(note)
             if memory is not None:
-                memory.remember({agent_id: [MemoryRecord(agent_id="", text=note, kind="interview",
-                                                         importance=0.6, created_round=now)]})
-                memory.flush()
+                memory.note(agent_id, note, kind="interview", importance=0.6, round_no=now)
         llm.flush()
         return answer
 
     def _interview_llm(self):
-        if getattr(self, "_llm_for_interviews", None) is None:
+        if self._llm_for_interviews is None:  # built on the first interview of a run without one
             from simworld.llm import build_language_model
 
             self._llm_for_interviews = build_language_model(self.scenario.llm, self.run_dir,

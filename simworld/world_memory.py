@@ -100,6 +100,12 @@ class WorldMemory:
         if batch:
             self.store.add_many(batch)
 
+    def note(self, agent_id: int, text: str, *, kind: str, importance: float, round_no: int) -> None:
+        """One memory written now, outside the round (e.g. a remembered interview), and flushed."""
+        self.remember({agent_id: [MemoryRecord(agent_id="", text=text, kind=kind, importance=importance,
+                                               created_round=round_no)]})
+        self.flush()
+
     def due_for_reflection(self, agent_ids: list[int]) -> list[int]:
         return [a for a in sorted(agent_ids) if self.pipeline.should_reflect(str(a))]
 
