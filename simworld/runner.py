@@ -166,9 +166,11 @@ class Simulation:
         return self.world.round >= self.scenario.rounds
 
     def step(self) -> tuple[RoundResult, dict]:
+        llm_before = self.world.llm.summary() if self.world.llm is not None else None
         self.world.step()
         result = self.world.last_result
-        metrics = self.recorder.record_round(result.round, result.events, result.active, result.wall_s)
+        metrics = self.recorder.record_round(result.round, result.events, result.active, result.wall_s,
+                                             extra=self.llm_round_metrics(llm_before))
         self.recorder.record_agents(self.world.agent_snapshot())
         if self.world.llm is not None:
             self.world.llm.flush()  # the round's calls, before the round commits
@@ -180,6 +182,13 @@ class Simulation:
         self.recorder.checkpoint(self.world.state_dict())  # the commit point of the round
         self.recorder.write_summary(self.scenario, "running", self.world.round, extra=self.llm_summary())
         return result, metrics
+
+    def llm_round_metrics(self, before: dict | None) -> dict[str, float] | None:
+        """This round's LLM calls, tokens and cost (the ledger's totals now minus before)."""
+        if before is None:
+            return None
+        after = self.world.llm.summary()
+        return {f"llm_{key}": float(after[key] - before[key]) for key in ("calls", "tokens", "cost_usd")}
 
     def llm_summary(self) -> dict | None:
         return {"llm": self.world.llm.summary()} if self.world.llm is not None else None

@@ -54,6 +54,9 @@ def test_llm_agents_decide_through_the_server_and_every_call_is_in_the_ledger(op
     assert set(ledger["round"]) == {1, 2}
     summary = read_summary(run_dir)
     assert summary["llm"]["calls"] == server.count
+    per_round = pl.read_parquet(run_dir / "metrics.parquet")  # charted by the viewer, per round
+    assert per_round["llm_calls"].to_list() == [float(n) for n in ledger.group_by("round").len().sort("round")["len"]]
+    assert per_round["llm_tokens"].sum() == ledger["total_tokens"].sum() and "llm_cost_usd" in per_round.columns
     # every watched film was on a page shown to that agent in that round (never a made-up id)
     shown = events.filter(pl.col("action").is_in(["page", "search"])).explode("items")
     pairs = set(zip(shown["round"], shown["agent_id"], shown["items"]))

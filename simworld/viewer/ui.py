@@ -25,7 +25,8 @@ LABELS = {
     "ctr": "Click-through", "exposure_gini": "Gini of exposure", "exposure_gini_cumulative": "Gini of exposure (all rounds)",
     "intra_list_diversity": "Intra-list diversity", "novelty": "Novelty", "popularity_bias": "Popularity bias",
     "coverage_round": "Coverage this round", "impressions": "Impressions", "prompt_tokens": "Prompt tokens", "completion_tokens": "Completion tokens",
-    "llm_fallbacks": "LLM fallbacks", "cost_usd": "Cost (USD)", "cost": "Cost",
+    "llm_fallbacks": "LLM fallbacks", "llm_calls": "LLM calls", "llm_tokens": "LLM tokens",
+    "llm_cost_usd": "LLM cost (USD)", "cost_usd": "Cost (USD)", "cost": "Cost",
 }
 
 
