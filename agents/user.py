@@ -27,12 +27,13 @@ class AgentState:
 class UserAgent(mesa.Agent):
     def __init__(self, model: mesa.Model, state: AgentState, policy: Policy):
         super().__init__(model)
+        self.unique_id = state.persona.agent_id  # one id end to end: Mesa's, the events', memory's
         self.state = state
         self.policy = policy  # injected: the agent never builds its own LLM or policy
 
     @property
     def agent_id(self) -> int:
-        return self.state.persona.agent_id
+        return self.unique_id
 
     @property
     def persona(self) -> Persona:

@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from simworld.viewer import harness
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests/ holds the harness
+from tests import viewer_harness as harness  # noqa: E402
 
 BIG = """\
 name: bench-big

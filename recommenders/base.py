@@ -8,7 +8,7 @@ and the world's own integer ids.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from simworld.catalog import Catalog
 from simworld.embedding import Embedder
+from simworld.streams import Streams
 
 INTERACTION_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.Int64, "item_id": pl.Int64, "rating": pl.Float64, "round": pl.Int64,
@@ -29,12 +30,21 @@ def empty_interactions() -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class RecommenderContext:
-    """What a recommender may use: the items, the run's seed, and shared services."""
+    """What a recommender may use: the items, the run's random streams, and shared services.
+
+    `streams` defaults to the streams of `seed`; a world passes its own (the same registry).
+    """
 
     catalog: Catalog
     seed: int = 0
     embedder: Embedder | None = None
     llm: Any | None = None  # a simworld.llm LanguageModel, for LLM re-rankers
+    loop: Any | None = None  # the run's simworld.aio.LoopRunner: sync code runs LLM coroutines on it
+    streams: Streams = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.streams is None:
+            object.__setattr__(self, "streams", Streams(self.seed))
 
 
 @runtime_checkable
@@ -50,15 +60,15 @@ class Recommender(Protocol):
 
 
 class RecommenderConfig(BaseModel):
-    """Base of every algorithm's typed configuration."""
+    """Base of every algorithm's typed configuration (every float finite: no NaN, no infinity)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ScoringRecommender(ABC):
     """Keeps the history and the seen sets; subclasses turn users into item scores.
 
-    Ties are broken by a tiny jitter drawn from (seed, user id, epoch), so results are
+    Ties are broken by a tiny jitter from the stream ("recommender_jitter", user, epoch), so results are
     deterministic under a seed and identical whether users are asked in a batch or one by one.
     """
 
@@ -70,7 +80,7 @@ class ScoringRecommender(ABC):
         self.config = config if config is not None else self.Config()
         self.context = context
         self.catalog = context.catalog
-        self.seed = context.seed
+        self.seed = context.streams.int_seed("recommender")  # for libraries that take an int seed
         self.epoch = 0  # number of fit/update calls: changes the jitter between rounds
         self.history = empty_interactions()
         self._seen: dict[int, set[int]] = {}
@@ -128,7 +138,7 @@ class ScoringRecommender(ABC):
         n = len(self.catalog)
         out = np.empty((len(users), n), dtype=np.float64)
         for r, user in enumerate(users):
-            out[r] = np.random.default_rng([self.seed, user & 0x7FFFFFFF, self.epoch]).random(n)
+            out[r] = self.context.streams.generator("recommender_jitter", user & 0x7FFFFFFF, self.epoch).random(n)
         return out * 1e-9
 
     def _top_k(self, row: np.ndarray, k: int) -> list[int]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 import polars as pl
 from pydantic import Field
@@ -33,43 +31,42 @@ class PopularityConfig(RecommenderConfig):
 
 
 class PopularityRecommender(ScoringRecommender):
-    """Most-interacted items over the last `window` rounds of feedback."""
+    """Most-interacted items over the last `window` rounds of feedback (rounds of the
+    interactions' `round` column, however often the recommender is updated)."""
 
     Config = PopularityConfig
     config: PopularityConfig
 
     def __init__(self, config: PopularityConfig | None = None, context: RecommenderContext | None = None):
         super().__init__(config, context)
-        self._batches: deque[np.ndarray] = deque(maxlen=self.config.window)
+        self._by_round: dict[int, np.ndarray] = {}  # round -> interaction counts per item (window only)
+        self._total = np.zeros(len(self.catalog), dtype=np.float64)  # over the window, or all time
 
     def _counts(self, frame: pl.DataFrame) -> np.ndarray:
         counts = np.zeros(len(self.catalog), dtype=np.float64)
-        if self.config.min_rating is not None:
-            frame = frame.filter(pl.col("rating") >= self.config.min_rating)
         ids = [i for i in frame["item_id"].to_list() if i in self.catalog]
         if ids:
             np.add.at(counts, self.catalog.rows(ids), 1.0)
         return counts
 
     def _train(self, interactions: pl.DataFrame) -> None:
-        self._batches.clear()
-        if interactions.height == 0:
-            return
-        if self.config.window is None:
-            self._batches.append(self._counts(interactions))
-            return
-        rounds = interactions["round"].fill_null(0)
-        last = int(rounds.max())
-        for r in range(last - self.config.window + 1, last + 1):
-            self._batches.append(self._counts(interactions.filter(rounds == r)))
+        self._by_round = {}
+        self._total = np.zeros(len(self.catalog), dtype=np.float64)
+        self._learn(interactions)
 
     def _learn(self, new: pl.DataFrame) -> None:
-        counts = self._counts(new)
-        if self.config.window is None and self._batches:
-            self._batches[0] = self._batches[0] + counts
-        else:
-            self._batches.append(counts)
+        if self.config.min_rating is not None:
+            new = new.filter(pl.col("rating") >= self.config.min_rating)
+        if self.config.window is None:
+            self._total = self._total + self._counts(new)
+            return
+        new = new.with_columns(pl.col("round").fill_null(0))
+        for (round_no,), part in new.partition_by("round", as_dict=True).items():
+            self._by_round[round_no] = self._by_round.get(round_no, 0.0) + self._counts(part)
+        if self._by_round:
+            newest = max(self._by_round)
+            self._by_round = {r: c for r, c in self._by_round.items() if r > newest - self.config.window}
+        self._total = sum(self._by_round.values(), np.zeros(len(self.catalog), dtype=np.float64))
 
     def _score(self, user_ids: list[int]) -> np.ndarray:
-        total = sum(self._batches) if self._batches else np.zeros(len(self.catalog))
-        return np.broadcast_to(total, (len(user_ids), len(self.catalog))).copy()
+        return np.broadcast_to(self._total, (len(user_ids), len(self.catalog))).copy()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from simworld.errors import SimworldError
+from simworld.plugins import import_object
 from simworld.recommenders.base import Recommender, RecommenderConfig, RecommenderContext
 from simworld.recommenders.baselines import PopularityRecommender, RandomRecommender
 from simworld.recommenders.content import ContentRecommender
@@ -40,12 +40,7 @@ def resolve(name: str) -> type:
         if ep.name == name:
             return _check(name, ep.load())
     if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise SimworldError(f"recommender {name!r} cannot be imported: {exc}") from exc
-        return _check(name, cls)
+        return _check(name, import_object(name, "recommender"))
     known = ", ".join(sorted(REGISTRY))
     raise SimworldError(
         f"unknown recommender {name!r}: use one of {known}, an entry point in group "

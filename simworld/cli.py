@@ -111,9 +111,7 @@ def resume(run_dir: Path = typer.Argument(..., help="a run folder, e.g. runs/mov
             raise SimworldError(f"run folder not found: {run_dir}")
         sim = runner.resume(run_dir)
         if sim.finished:
-            console.print(f"run {sim.recorder.run_id} already has all {sim.scenario.rounds} rounds")
-            if not (run_dir / "events.parquet").exists():
-                sim.recorder.finish(sim.scenario, "finished", sim.rounds_done)
+            console.print(f"run {sim.run_id} already has all {sim.scenario.rounds} rounds")
             sim.close()
             return
         console.print(f"resuming after round {sim.rounds_done}")
@@ -189,7 +187,7 @@ def export(run_dir: Path = typer.Argument(..., help="a run folder"),
     from simworld.config import load_scenario
     from simworld.export import export_recbole
     from simworld.recorder import read_events, read_summary
-    from simworld.runner import build_catalog
+    from simworld.build import build_catalog
 
     try:
         summary = read_summary(run_dir)
@@ -243,14 +241,9 @@ def ui(port: int = typer.Option(8501, "--port", help="port for the viewer"),
     """Open the Streamlit live viewer (app.py)."""
     import subprocess
 
-    app_path = Path(__file__).resolve().parent.parent / "app.py"
-    if not app_path.is_file():
-        _fail(SimworldError("app.py not found next to the simworld package; run from a source checkout"))
-    from simworld.viewer.harness import SERVER_FLAGS
+    from simworld.viewer.launch import streamlit_command
 
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", address,
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           *SERVER_FLAGS]
+    cmd = streamlit_command(address, port)
     raise typer.Exit(subprocess.call(cmd))
 
 

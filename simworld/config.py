@@ -6,19 +6,29 @@ per problem, so a user can fix a file without reading a traceback.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 from simworld.errors import ScenarioError
 from simworld.llm.config import LLMConfig
 from simworld.memory.config import MemoryConfig
 
 
+# What a scenario name or run id may hold: one plain folder name, never a path.
+RUN_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+# Longest scenario name or run id: both become a folder name (with a time stamp appended).
+MAX_NAME = 100
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are never meaningful in a scenario: every float must be finite.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class CatalogSpec(Section):
@@ -33,11 +43,14 @@ class CatalogSpec(Section):
     def _path_needed(self) -> "CatalogSpec":
         if self.source != "bundled" and not self.path:
             raise ValueError(f"source {self.source!r} needs a path")
+        if self.source == "bundled" and self.path:
+            raise ValueError("path is given but source is 'bundled', which has no path: "
+                             "set source to 'csv' or 'movielens', or remove path")
         return self
 
 
 class PopulationSpec(Section):
-    size: int = Field(50, gt=0, description="number of simulated users")
+    size: int = Field(50, gt=0, le=1_000_000, description="number of simulated users")
     source: Literal["synthetic", "movielens"] = Field(
         "synthetic", description="synthetic personas, or personas built from MovieLens users' histories")
     path: str | None = Field(None, description="movielens: the MovieLens folder (defaults to catalog.path)")
@@ -50,7 +63,9 @@ class ActivitySpec(Section):
         "pareto", description="constant: every agent acts with `probability`; pareto: per-agent "
         "rates with a heavy tail (few very active users); marginal: the chance grows each idle round")
     probability: float = Field(0.5, gt=0, le=1, description="base chance that an agent acts in a round")
-    pareto_alpha: float = Field(1.5, gt=0, description="pareto: tail index (smaller = more unequal)")
+    pareto_alpha: float = Field(
+        1.5, ge=0.5, description="pareto: tail index (smaller = more unequal; below 0.5 a handful of "
+        "users would take nearly all the activity)")
     growth: float = Field(0.25, ge=0, description="marginal: added chance per idle round, relative to base")
     max_active: int | None = Field(None, gt=0, description="at most this many agents act in one round")
 
@@ -64,10 +79,16 @@ class RecommenderSpec(Section):
     retrain_every: int = Field(1, gt=0, description="update the recommender every N rounds")
 
     @model_validator(mode="after")
-    def _known_algorithm(self) -> "RecommenderSpec":
+    def _known_algorithm(self, info: ValidationInfo) -> "RecommenderSpec":
         from simworld.errors import SimworldError
         from simworld.recommenders.registry import resolve
 
+        if not (info.context or {}).get("allow_plugins", True):
+            base = self.params.get("base") if self.name == "llm_rerank" else None
+            for name in (self.name, base):
+                if isinstance(name, str) and _is_dotted_path(name):
+                    raise ValueError(f"{_short(name)} is a dotted path to code, which validating would import "
+                                     "and run; plug-ins are turned off here")
         try:
             resolve(self.name)
         except SimworldError as exc:
@@ -75,19 +96,37 @@ class RecommenderSpec(Section):
         return self
 
 
-class RulePolicySpec(Section):
-    """Constants of the calibrated choice model (see agents/rule_policy.py for their roles)."""
+LOG_ODDS = 1e6  # bound of the choice model's log-odds constants and slopes
 
-    watch_threshold: float = Field(0.45, description="taste match at which watching is a coin flip")
-    watch_slope: float = Field(9.0, gt=0, description="how sharply watching rises with taste match")
+
+def _is_dotted_path(name: str) -> bool:
+    """True when resolving `name` would import a module named in the scenario ('package.module:Class')."""
+    from importlib.metadata import entry_points
+
+    from simworld.recommenders.registry import ENTRY_POINT_GROUP, REGISTRY
+
+    if name in REGISTRY or ":" not in name:
+        return False
+    return not any(ep.name == name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+class RulePolicySpec(Section):
+    """Constants of the calibrated choice model (see agents/rule_policy.py for their roles).
+
+    Taste matches lie near 0..1 and log-odds beyond a few dozen are certainty, so the bounds
+    below lose nothing and keep every sum of the model finite."""
+
+    watch_threshold: float = Field(0.45, ge=-100, le=100, description="taste match at which watching is a coin flip")
+    watch_slope: float = Field(9.0, gt=0, le=LOG_ODDS, description="how sharply watching rises with taste match")
     max_watches_per_page: int = Field(2, ge=1, le=10)
-    page_fatigue: float = Field(0.9, ge=0, description="log-odds lost per page already seen")
-    repeat_penalty: float = Field(4.0, ge=0, description="log-odds lost for an item already watched")
-    continue_bias: float = Field(0.3, description="log-odds of opening the next page")
+    page_fatigue: float = Field(0.9, ge=0, le=LOG_ODDS, description="log-odds lost per page already seen")
+    repeat_penalty: float = Field(4.0, ge=0, le=LOG_ODDS, description="log-odds lost for an item already watched "
+                                  "(50 or more: never rewatch)")
+    continue_bias: float = Field(0.3, ge=-LOG_ODDS, le=LOG_ODDS, description="log-odds of opening the next page")
     search_rate: float = Field(0.12, ge=0, le=1, description="chance of searching instead of browsing (times curiosity x2)")
     idle_rate: float = Field(0.05, ge=0, le=1, description="chance an active agent does nothing")
-    rating_center: float = Field(0.35, description="taste match that gives a middling rating")
-    rating_slope: float = Field(5.0, gt=0)
+    rating_center: float = Field(0.35, ge=-100, le=100, description="taste match that gives a middling rating")
+    rating_slope: float = Field(5.0, gt=0, le=LOG_ODDS)
     taste_drift: float = Field(0.05, ge=0, le=1, description="how far one watch moves the taste vector")
 
 
@@ -103,13 +142,48 @@ class PolicySpec(Section):
     rule: RulePolicySpec = Field(default_factory=RulePolicySpec)
 
 
+class StageSpec(Section):
+    """A plug-in stage of the round: `path` names a factory that `params` are passed to."""
+
+    path: str = Field(..., description="'package.module:factory' returning an object with `name` and "
+                      "`run(world, rnd)` (code you trust: it is imported)")
+    before: str | None = Field(None, description="the stage it runs before (e.g. 'learn')")
+    after: str | None = Field(None, description="the stage it runs after (e.g. 'apply'); neither: at the end")
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory")
+
+    @model_validator(mode="after")
+    def _one_anchor(self) -> "StageSpec":
+        if self.before is not None and self.after is not None:
+            raise ValueError("give `before` or `after`, not both")
+        return self
+
+
 class OutputSpec(Section):
     dir: str = Field("runs", description="folder that holds run folders, relative to the working directory")
-    run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="fixed run id (default: name-time)")
+    run_id: str | None = Field(None, pattern=RUN_ID_PATTERN, max_length=MAX_NAME,
+                               description="fixed run id (default: name-time)")
+
+    @field_validator("run_id")
+    @classmethod
+    def _not_a_parent(cls, value: str | None) -> str | None:
+        if value in (".", ".."):
+            raise ValueError(f"must name a folder, not {value!r}")
+        return value
+
+
+def run_id_problem(run_id: str) -> str | None:
+    """Why `run_id` (e.g. given on the command line) cannot name a run folder, or None."""
+    if len(run_id) > MAX_NAME:
+        return f"must be at most {MAX_NAME} characters, got {len(run_id)}"
+    if not re.fullmatch(RUN_ID_PATTERN, run_id):
+        return f"may hold only letters, digits, '.', '_' and '-', got {_short(run_id)}"
+    if run_id in (".", ".."):
+        return f"must name a folder, not {run_id!r}"
+    return None
 
 
 class Scenario(Section):
-    name: str = Field("scenario", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("scenario", pattern=RUN_ID_PATTERN, max_length=MAX_NAME)
     description: str = ""
     seed: int = Field(0, ge=0)
     rounds: int = Field(10, gt=0)
@@ -122,6 +196,9 @@ class Scenario(Section):
                            "LLM re-rankers, interviews); default: the embedded offline model")
     memory: MemoryConfig | None = Field(None, description="long-term agent memory (chromadb); null: agents "
                                         "remember only their last few events")
+    stages: list[StageSpec] = Field(default_factory=list, description="plug-in stages added to the round "
+                                    "(activate, recommend, recall, observe, decide, apply, remember, reflect, "
+                                    "forget, learn)")
     output: OutputSpec = Field(default_factory=OutputSpec)
     base_dir: Annotated[str, Field(exclude=True)] = "."  # folder of the YAML file: relative paths start here
 
@@ -135,12 +212,35 @@ class Scenario(Section):
         return p if p.is_absolute() else Path(self.base_dir) / p
 
     def with_overrides(self, **changes: Any) -> "Scenario":
+        """A copy with some top-level fields changed (e.g. --rounds); ScenarioError if they are out of range."""
         data = self.model_dump()
         for key, value in changes.items():
             if value is not None:
                 data[key] = value
         data["base_dir"] = self.base_dir
-        return Scenario.model_validate(data)
+        try:
+            return Scenario.model_validate(data)
+        except ValidationError as exc:
+            raise ScenarioError(f"{self.name} (with overrides)", [_describe(err) for err in exc.errors()]) from None
+
+    def with_settings(self, settings: dict[str, Any]) -> "Scenario":
+        """A copy with fields set by dotted names (`{"recommender.name": "mf", "seed": 3}`), as
+        `simworld branch --set` and Mesa's batch_run keyword arguments give them."""
+        if not settings:
+            return self
+        data = self.model_dump()
+        for dotted, value in settings.items():
+            *parents, leaf = dotted.split(".")
+            node = data
+            for key in parents:
+                if not isinstance(node.get(key), dict):
+                    node[key] = {} if node.get(key) is None else node[key]
+                node = node[key]
+                if not isinstance(node, dict):
+                    raise ScenarioError("settings", [f"{dotted}: {key} is not a section"])
+            node[leaf] = value
+        data["base_dir"] = self.base_dir
+        return parse_scenario(data, "settings")
 
     def resolved(self) -> "Scenario":
         """A copy whose data paths are absolute, so the saved file works from anywhere."""
@@ -158,32 +258,66 @@ class Scenario(Section):
 
 # -- loading ----------------------------------------------------------------------------------
 
-def load_scenario(path: str | Path) -> Scenario:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, except that a key given twice in one mapping is an error (PyYAML keeps
+    the last one silently, so a forgotten earlier setting would win or lose by position)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` merges keys that the mapping may then override
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                earlier = first_line.get(key)
+            except TypeError:
+                continue  # an unhashable key: the SafeLoader reports it
+            if earlier is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {_short(key)} (first given on line {earlier})", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str, source: str, what: str = "file") -> dict[str, Any]:
+    """The mapping of sections in a scenario's YAML text; ScenarioError if it is not one."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ScenarioError(source, [f"{where}not valid YAML ({getattr(exc, 'problem', None) or exc})"]) from None
+    if data is None:
+        raise ScenarioError(source, [f"the {what} is empty" if not text.strip() else
+                                     f"the {what} holds no settings (only comments or null)"])
+    if not isinstance(data, dict):
+        raise ScenarioError(source, [f"the top level must be a mapping of sections, got {type(data).__name__}"])
+    return data
+
+
+def load_scenario(path: str | Path, *, allow_plugins: bool = True) -> Scenario:
     """Read and validate a scenario file; raise ScenarioError with one line per problem."""
     path = Path(path)
     source = str(path)
     if not path.is_file():
         raise ScenarioError(source, [f"file not found: {source}"])
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ScenarioError(source, [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ScenarioError(source, ["not a UTF-8 text file"]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ScenarioError(source, [f"the top level must be a mapping of sections, got {type(data).__name__}"])
+    data = read_yaml(text, source)
     data.setdefault("name", path.stem)
     data["base_dir"] = str(path.resolve().parent)
-    return parse_scenario(data, source)
+    return parse_scenario(data, source, allow_plugins=allow_plugins)
 
 
-def parse_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
+def parse_scenario(data: dict[str, Any], source: str = "scenario", *, allow_plugins: bool = True) -> Scenario:
+    """Validate a scenario's sections; ScenarioError with one line per problem.
+
+    A recommender named by a dotted path ('package.module:Class') is imported to be checked,
+    which runs its code: with `allow_plugins=False` such a scenario is refused instead."""
     try:
-        scenario = Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data, context={"allow_plugins": allow_plugins})
     except ValidationError as exc:
         raise ScenarioError(source, [_describe(err) for err in exc.errors()]) from None
     # The algorithm's own typed config is known only once the name resolves.
@@ -201,9 +335,9 @@ def parse_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
 
 
 def _describe(err: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-")) or "(top level)"
+    loc = ".".join(_short(p, quote=False) for p in err["loc"] if not str(p).startswith("function-")) or "(top level)"
     kind, ctx, given = err["type"], err.get("ctx") or {}, err.get("input")
-    got = f", got {given!r}" if not isinstance(given, (dict, list)) else ""
+    got = f", got {_short(given)}" if not isinstance(given, (dict, list)) else ""
     if kind == "greater_than":
         return f"{loc}: must be > {_num(ctx['gt'])}{got}"
     if kind == "greater_than_equal":
@@ -220,10 +354,20 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{loc}: required field is missing"
     if kind == "string_pattern_mismatch":
         return f"{loc}: may hold only letters, digits, '.', '_' and '-'{got}"
+    if kind == "string_too_long":
+        return f"{loc}: must be at most {ctx['max_length']} characters, got {len(given)}"
+    if kind == "finite_number":
+        return f"{loc}: must be a finite number{got}"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     return f"{loc}: {msg[0].lower() + msg[1:]}{got}"
+
+
+def _short(value: Any, quote: bool = True, limit: int = 60) -> str:
+    """A value as a message shows it: repr (or str), cut to `limit` characters."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else f"{text[:limit - 15]}... ({len(text)} characters)"
 
 
 def _num(value: Any) -> str:

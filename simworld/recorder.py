@@ -8,6 +8,7 @@
     runs/<run-id>/checkpoint.pkl     the world after the last complete round
     runs/<run-id>/personas.parquet   who the agents are (rewritten when a persona is edited)
     runs/<run-id>/agents.parquet     per round, each agent's taste vector and dominant genre
+    runs/<run-id>/timings.parquet    per round, the wall time of each stage of the round (and of recording)
 
 Every file is written to a temporary name and renamed, and the checkpoint is written last:
 a round is complete once its checkpoint exists. A crash loses at most the round in progress,
@@ -20,6 +21,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,8 @@ from simworld.events import EVENT_SCHEMA, empty_events
 from simworld.metrics import round_metrics
 
 CHECKPOINT = "checkpoint.pkl"
+TIMINGS = "timings.parquet"
+TIMINGS_SCHEMA = {"round": pl.Int64, "stage": pl.String, "seconds": pl.Float64}
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -59,6 +63,7 @@ class Recorder:
         self.parts = run_dir / "events"
         self.metric_rows: list[dict[str, Any]] = []
         self.agent_frames: list[pl.DataFrame] = []
+        self.timing_rows: list[dict[str, Any]] = []
         self.history = empty_events()
         self.started = time.time()
         self.wall_s = 0.0
@@ -100,6 +105,9 @@ class Recorder:
         metrics = run_dir / "metrics.parquet"
         if metrics.exists():
             rec.metric_rows = pl.read_parquet(metrics).filter(pl.col("round") <= rounds_done).to_dicts()
+        timings = run_dir / TIMINGS
+        if timings.exists():
+            rec.timing_rows = pl.read_parquet(timings).filter(pl.col("round") <= rounds_done).to_dicts()
         summary = read_summary(run_dir)
         rec.wall_s = float(summary.get("wall_s", 0.0))
         return rec
@@ -116,6 +124,11 @@ class Recorder:
         atomic_write_parquet(pl.DataFrame(self.metric_rows), self.run_dir / "metrics.parquet")
         return row
 
+    def record_timings(self, round_no: int, seconds: dict[str, float]) -> None:
+        """How long each stage of the round took (not part of the replayable record)."""
+        self.timing_rows.extend({"round": round_no, "stage": name, "seconds": s} for name, s in seconds.items())
+        atomic_write_parquet(pl.DataFrame(self.timing_rows, schema=TIMINGS_SCHEMA), self.run_dir / TIMINGS)
+
     def record_personas(self, personas: pl.DataFrame) -> None:
         atomic_write_parquet(personas, self.run_dir / "personas.parquet")
 
@@ -130,11 +143,12 @@ class Recorder:
     def finish(self, scenario: Scenario, status: str, rounds_done: int, message: str | None = None,
                extra: dict | None = None) -> None:
         """Consolidate the per-round parts into events.parquet and write the final summary."""
-        if status == "finished":
+        if status == "finished":  # each step is safe to repeat after a kill
             atomic_write_parquet(read_events(self.run_dir), self.run_dir / "events.parquet")
-            for part in self.parts.glob("round-*.parquet"):
-                part.unlink()
-            self.parts.rmdir()
+            if self.parts.exists():
+                for part in self.parts.glob("round-*.parquet"):
+                    part.unlink()
+                shutil.rmtree(self.parts, ignore_errors=True)
         self.write_summary(scenario, status=status, rounds_done=rounds_done, message=message, extra=extra)
 
     def write_summary(self, scenario: Scenario, status: str, rounds_done: int, message: str | None = None,
@@ -149,14 +163,21 @@ class Recorder:
             "recommender": scenario.recommender.name, "policy": scenario.policy.kind,
             "events": h.height, "watches": watches.height,
             "mean_rating": float(watches["rating"].mean()) if watches.height else None,
-            "decisions_by_policy": dict(h.filter(pl.col("action").is_in(["page", "search", "idle", "fallback"]))
-                                        .group_by("policy").len().sort("policy").iter_rows()),
+            "decisions_by_policy": decisions_by_policy(h),
             "prompt_tokens": int(h["prompt_tokens"].sum() or 0),
             "completion_tokens": int(h["completion_tokens"].sum() or 0),
             "wall_s": round(self.wall_s, 3),
             **(extra or {}),
         }
         atomic_write_bytes(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+
+
+def decisions_by_policy(events: pl.DataFrame) -> dict[str, int]:
+    """How many decisions (one per active agent per round) each policy made: the policy of each
+    decision's first row (a fallback's first row says "fallback"; a browse's pages count once)."""
+    firsts = (events.filter(pl.col("action").is_in(["page", "search", "idle", "fallback"]))
+              .group_by("round", "agent_id").agg(pl.col("policy").sort_by("seq").first()))
+    return dict(firsts.group_by("policy").len().sort("policy").iter_rows())
 
 
 # -- reading run folders (the viewer and notebooks use these too) -----------------------------

@@ -1,12 +1,22 @@
-"""SimWorld: the round, as a short schedule. The logic lives in agents, policies and recommenders."""
+"""SimWorld: a Mesa model whose step is one round, run as a schedule of named stages.
+
+The stages (simworld/stages.py) name what happens; the logic lives in agents, policies,
+recommenders and the memory layer. The world is complete when constructed: its parts
+(catalog, population, recommender, policies, LLM stack, embedder, memory, random streams,
+event loop) are built outside it (simworld/build.py) and handed in.
+
+As a Mesa model it works with Mesa's own tools: users are registered in `self.agents`
+(their `unique_id` is their agent id), `step()` runs a round, `running` turns False after
+the scenario's last round, and `datacollector` holds per-round model figures, so
+`mesa.batch_run(SimWorld, {"scenario": path, "seed": [1, 2], "recommender.name": [...]})`
+sweeps scenarios (dotted keyword arguments override scenario fields).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any
 
 import mesa
 import numpy as np
@@ -15,15 +25,13 @@ import polars as pl
 from simworld.activity import ActivityModel
 from simworld.agents.actions import Action, SearchAction, watches_of
 from simworld.agents.observation import Observation
-from simworld.agents.policy import Policy
 from simworld.agents.user import AgentState, UserAgent
-from simworld.catalog import Catalog
-from simworld.config import Scenario
+from simworld.build import WorldParts, build_parts
+from simworld.config import Scenario, load_scenario
+from simworld.errors import SimworldError
 from simworld.events import EventBuilder
-from simworld.llm.types import LLMOutputError
-from simworld.population import Persona
-from simworld.recommenders.base import INTERACTION_SCHEMA, Recommender, empty_interactions
-from simworld.world_memory import Reflection, WorldMemory, page_query, search_memory, watch_memory
+from simworld.recommenders.base import INTERACTION_SCHEMA, empty_interactions
+from simworld.stages import Round, Schedule, default_stages
 
 
 @dataclass(frozen=True)
@@ -32,92 +40,110 @@ class RoundResult:
     active: int
     events: pl.DataFrame
     wall_s: float
+    timings: dict[str, float]  # stage name -> seconds
 
 
 class SimWorld(mesa.Model):
-    """Owns the one RNG, the agents, the recommender and the round.
+    """Owns the agents, the recommender, the random streams and the round's schedule."""
 
-    Decide reads only the state at the start of the round; apply is sequential in agent-id
-    order, so the same seed and the same LLM answers give the same run.
-    """
-
-    def __init__(self, scenario: Scenario, catalog: Catalog, personas: list[Persona],
-                 recommender: Recommender, policy_for: Callable[[Persona], Policy],
-                 history: pl.DataFrame | None = None, run_id: str = "run"):
+    def __init__(self, scenario: Scenario | str | Path, parts: WorldParts | None = None, *,
+                 run_id: str = "run", **settings: Any):
+        if not isinstance(scenario, Scenario):
+            scenario = load_scenario(scenario)
+        scenario = scenario.with_settings(settings)
         super().__init__(seed=scenario.seed)
+        parts = parts if parts is not None else build_parts(scenario, run_id)
+        if parts.streams.seed != self._seed:
+            raise ValueError(f"the parts were built for seed {parts.streams.seed}, the world has {self._seed}")
         self.scenario = scenario
-        self.catalog = catalog
-        self.recommender = recommender
         self.run_id = run_id
+        self.streams = parts.streams
+        self.loop = parts.loop
+        self.catalog = parts.catalog
+        self.recommender = parts.recommender
+        self.llm = parts.llm
+        self.embedder = parts.embedder
+        self.memory = parts.memory
         self.round = 0  # rounds completed
-        self.rng_np = np.random.default_rng(scenario.seed)  # activation draws; checkpointed
-        genres = catalog.genres
-        self.users: dict[int, UserAgent] = {}
-        for persona in sorted(personas, key=lambda p: p.agent_id):
-            state = AgentState(persona=persona, taste=persona.taste_vector(genres))
-            self.users[persona.agent_id] = UserAgent(self, state, policy_for(persona))
-        self.order = sorted(self.users)  # apply order: agent id
-        self.activity = ActivityModel(scenario.activity, [self.users[i].persona for i in self.order])
-        n = len(catalog)
+        genres = self.catalog.genres
+        for persona in sorted(parts.personas, key=lambda p: p.agent_id):
+            UserAgent(self, AgentState(persona=persona, taste=persona.taste_vector(genres)), parts.policy_for(persona))
+        self.users: dict[int, UserAgent] = {a.agent_id: a for a in self.agents}  # lookup index of self.agents
+        self.activity = ActivityModel(scenario.activity, [a.persona for a in self.agents])
+        n = len(self.catalog)
         self.rating_sum = np.zeros(n)
         self.rating_count = np.zeros(n, dtype=np.int64)
         self.pending: list[pl.DataFrame] = []  # feedback not yet given to the recommender
         self.injected: dict[int, list[str]] = {}  # agent id -> texts injected for the next round
         self.promoted: dict[int, list[int]] = {}  # agent id -> item ids pinned atop the next page (ads)
-        history = history if history is not None else empty_interactions()
+        history = parts.history if parts.history is not None else empty_interactions()
         for user, item, rating in history.select("user_id", "item_id", "rating").iter_rows():
-            if user in self.users and item in catalog:
+            if user in self.users and item in self.catalog:
                 self.users[user].state.watched[item] = rating
         self.recommender.fit(history)
-        self.llm = None  # the run's LedgerModel when a policy or recommender uses an LLM
-        self.embedder = None  # the run's sentence embedder, when a part needs one
-        self.memory: WorldMemory | None = None  # long-term agent memory, when the scenario has one
-        self._loop = asyncio.new_event_loop()
+        self.schedule = Schedule(default_stages())
+        for placed in parts.stages:
+            try:
+                self.schedule.insert(placed.stage, before=placed.before, after=placed.after)
+            except (KeyError, ValueError) as exc:
+                raise SimworldError(f"stage {placed.stage.name!r}: {exc.args[0]}") from None
+        self._last: RoundResult | None = None
+        self.datacollector = mesa.DataCollector(model_reporters={
+            "round": lambda m: m.round,
+            "active": lambda m: m._last.active if m._last else 0,
+            "watches": lambda m: _count(m._last, "watch"),
+            "mean_rating": lambda m: _mean_rating(m._last),
+        })
+        self.running = self.round < scenario.rounds
 
     # -- the round --------------------------------------------------------------------------
     def step(self) -> None:
-        """Mesa's step: one round. Mesa's wrapper drops return values, hence `last_result`."""
-        self.last_result = self.run_round()
+        """Mesa's step: one round (the Simulation calls `run_round` to get its result)."""
+        self.run_round()
 
     def run_round(self) -> RoundResult:
-        started = time.perf_counter()
         r = self.round + 1
         if self.llm is not None:
             self.llm.set_round(r)
-        active = self.activate()
-        pages = self.recommend(active)
-        recalled = self.recall(active, pages, r)
-        observations = [self.observe(agent, pages[agent.agent_id], r, recalled.get(agent.agent_id))
-                        for agent in active]
-        actions = self.decide(observations)
-        events = self.apply(active, actions, r)
-        self.learn(r)
-        self.round = r
-        return RoundResult(r, len(active), events, time.perf_counter() - started)
+        rnd = Round(number=r, events=EventBuilder(self.run_id, r))
+        self.schedule.run(self, rnd)
+        self.round = self.steps = r
+        self._last = RoundResult(r, len(rnd.active), rnd.events.frame(), sum(rnd.timings.values()), rnd.timings)
+        self.datacollector.collect(self)
+        self.running = self.round < self.scenario.rounds
+        return self._last
 
-    def activate(self) -> list[UserAgent]:
-        idle = np.array([self.users[i].state.idle_rounds for i in self.order], dtype=np.float64)
-        chosen = self.activity.select(idle, self.rng_np)
-        return [self.users[self.order[k]] for k in chosen]
+    def activate(self, round_no: int) -> list[UserAgent]:
+        agents = list(self.agents)
+        idle = np.array([a.state.idle_rounds for a in agents], dtype=np.float64)
+        chosen = self.activity.select(idle, self.streams.generator("activation", round_no))
+        return [agents[k] for k in chosen]
 
-    def recommend(self, active: list[UserAgent]) -> dict[int, tuple]:
+    def recommend(self, agent_ids: list[int]) -> dict[int, tuple]:
+        """Each agent's ranked list cut into at most `max_pages` pages; ads pinned on top."""
+        if not agent_ids:
+            return {}
         spec = self.scenario.recommender
         k = spec.page_size * spec.max_pages
-        ids = [a.agent_id for a in active]
-        ranked = self.recommender.recommend(ids, k, exclude_seen=True) if ids else []
+        # films watched since the recommender last learned are not yet in its seen sets
+        unlearned = self._unlearned_watches()
+        extra = max((len(unlearned.get(a, ())) for a in agent_ids), default=0)
+        ranked = self.recommender.recommend(agent_ids, k + extra, exclude_seen=True)
         out = {}
-        for agent_id, items in zip(ids, ranked):
+        for agent_id, items in zip(agent_ids, ranked):
             pinned = [i for i in self.promoted.get(agent_id, ()) if i in self.catalog]
-            items = pinned + [i for i in items if i not in pinned]
+            skip = set(pinned) | unlearned.get(agent_id, set())
+            items = (pinned + [i for i in items if i not in skip])[:k]
             known = [self.catalog.get(i) for i in items if i in self.catalog]
             out[agent_id] = tuple(tuple(known[s:s + spec.page_size]) for s in range(0, len(known), spec.page_size))
         return out
 
-    def recall(self, active: list[UserAgent], pages: dict[int, tuple], round_no: int) -> dict[int, tuple[str, ...]]:
-        """Each active agent's memories most relevant to its first page (one batched retrieval)."""
-        if self.memory is None or not active:
-            return {}
-        return self.memory.recall({a.agent_id: page_query(pages[a.agent_id]) for a in active}, round_no)
+    def _unlearned_watches(self) -> dict[int, set[int]]:
+        seen: dict[int, set[int]] = {}
+        for frame in self.pending:
+            for user, item in frame.select("user_id", "item_id").iter_rows():
+                seen.setdefault(user, set()).add(item)
+        return seen
 
     def observe(self, agent: UserAgent, pages: tuple, round_no: int,
                 memories: tuple[str, ...] | None = None) -> Observation:
@@ -126,66 +152,61 @@ class SimWorld(mesa.Model):
             agent_id=agent.agent_id, round=round_no, persona=state.persona, taste=state.taste.copy(),
             pages=pages, watched=frozenset(state.watched), catalog=self.catalog,
             item_mean_rating=self.item_mean_rating, search=self.catalog.search,
-            rng=self.agent_rng(agent.agent_id, round_no),
+            rng=self.streams.generator("agent", round_no, agent.agent_id),
             memories=memories if memories is not None else tuple(state.recent),
             extra={"injected": tuple(self.injected.get(agent.agent_id, ()))},
         )
 
-    def decide(self, observations: list[Observation]) -> list[Action]:
-        async def one(obs: Observation) -> Action:
-            return await self.users[obs.agent_id].policy.decide(obs)
+    def gather(self, coroutines: list) -> list:
+        """Run the coroutines concurrently on the run's event loop; results in order."""
+        return self.loop.gather(coroutines)
 
-        async def all_of() -> list[Action]:
-            return list(await asyncio.gather(*(one(o) for o in observations)))
+    def apply_action(self, agent: UserAgent, action: Action, rnd: Round) -> None:
+        """One agent's action: its event rows, its watches and ratings, its new memories."""
+        from simworld.world_memory import search_memory, watch_memory
 
-        return self._loop.run_until_complete(all_of()) if observations else []
+        state = agent.state
+        rnd.events.add_action(agent.agent_id, action)
+        state.rounds_active += 1
+        state.idle_rounds = 0
+        memories = rnd.memories.setdefault(agent.agent_id, []) if self.memory is not None else None
+        if memories is not None and isinstance(action, SearchAction):
+            memories.append(search_memory(agent.agent_id, action.query, rnd.number))
+        for watch in watches_of(action):
+            if watch.item_id not in self.catalog:
+                continue  # a policy may only name catalog items; LLM output is validated upstream
+            item = self.catalog.get(watch.item_id)
+            row = self.catalog.row(watch.item_id)
+            if memories is not None:
+                memories.append(watch_memory(agent.agent_id, item, watch.rating, watch.feeling, rnd.number,
+                                             state.taste, self.catalog.genre_matrix[row], watch.importance))
+            state.watched[watch.item_id] = watch.rating
+            state.recent.append(f"round {rnd.number}: watched {item.label}, rated {watch.rating:g}: {watch.feeling}")
+            self.rating_sum[row] += watch.rating
+            self.rating_count[row] += 1
+            agent.drift_taste(self.catalog.genre_matrix[row], watch.rating, self.scenario.policy.rule.taste_drift)
+            rnd.feedback.append((agent.agent_id, watch.item_id, watch.rating))
+        if memories is not None and not memories:
+            del rnd.memories[agent.agent_id]
 
-    def apply(self, active: list[UserAgent], actions: list[Action], round_no: int) -> pl.DataFrame:
-        spec = self.scenario.policy.rule
-        events = EventBuilder(self.run_id, round_no)
-        fresh: dict[str, list] = {name: [] for name in INTERACTION_SCHEMA}
-        memories: dict[int, list] = {}
-        for agent, action in sorted(zip(active, actions), key=lambda pair: pair[0].agent_id):
-            state = agent.state
-            events.add_action(agent.agent_id, action)
-            state.rounds_active += 1
-            state.idle_rounds = 0
-            if self.memory is not None and isinstance(action, SearchAction):
-                memories.setdefault(agent.agent_id, []).append(search_memory(action.query, round_no))
-            for watch in watches_of(action):
-                if watch.item_id not in self.catalog:
-                    continue  # a policy may only name catalog items; LLM output is validated upstream
-                row = self.catalog.row(watch.item_id)
-                if self.memory is not None:
-                    memories.setdefault(agent.agent_id, []).append(watch_memory(
-                        self.catalog.get(watch.item_id), watch.rating, watch.feeling, round_no, state.taste,
-                        self.catalog.genre_matrix[row], watch.importance))
-                state.watched[watch.item_id] = watch.rating
-                state.recent.append(f"round {round_no}: watched {self.catalog.get(watch.item_id).label}, "
-                                    f"rated {watch.rating:g}: {watch.feeling}")
-                self.rating_sum[row] += watch.rating
-                self.rating_count[row] += 1
-                agent.drift_taste(self.catalog.genre_matrix[row], watch.rating, spec.taste_drift)
-                for name, value in zip(INTERACTION_SCHEMA, (agent.agent_id, watch.item_id, watch.rating, round_no)):
-                    fresh[name].append(value)
-        active_ids = {a.agent_id for a in active}
-        for agent_id in self.order:
-            if agent_id not in active_ids:
-                self.users[agent_id].state.idle_rounds += 1
+    def end_round(self, rnd: Round) -> None:
+        """Bookkeeping once every action is applied: idleness, consumed interventions, feedback."""
+        active = {a.agent_id for a in rnd.active}
+        for agent in self.agents:
+            if agent.agent_id not in active:
+                agent.state.idle_rounds += 1
         self.injected, self.promoted = {}, {}
-        self.pending.append(pl.DataFrame(fresh, schema=INTERACTION_SCHEMA))
-        if self.memory is not None:
-            self.memory.remember(memories)  # the round's memories: one batched write
-            self.reflect(sorted(memories), round_no, events)
-            self.memory.maintain(sorted(memories), round_no)
-        return events.frame()
+        users, items, ratings = (list(col) for col in zip(*rnd.feedback)) if rnd.feedback else ([], [], [])
+        self.pending.append(pl.DataFrame({"user_id": users, "item_id": items, "rating": ratings,
+                                          "round": [rnd.number] * len(users)}, schema=INTERACTION_SCHEMA))
 
-    def reflect(self, agent_ids: list[int], round_no: int, events: EventBuilder) -> None:
+    def reflect(self, agent_ids: list[int], rnd: Round) -> None:
         """Agents whose recent memories weigh enough reflect: LLM agents write insights (in
         parallel), rule agents' tastes move; each reflection is a memory and an event row."""
+        from simworld.llm.types import LLMOutputError
+        from simworld.world_memory import Reflection
+
         due = self.memory.due_for_reflection(agent_ids)
-        if not due:
-            return
 
         async def one(agent_id: int) -> tuple[Reflection, str]:
             agent = self.users[agent_id]
@@ -193,24 +214,23 @@ class SimWorld(mesa.Model):
             if writer is not None:
                 try:
                     texts = [r.text for r in self.memory.recent(agent_id)]
-                    return Reflection(agent_id, tuple(await writer(agent.persona, texts, round_no))), agent.policy.name
+                    insights = await writer(agent.persona, texts, rnd.number)
+                    return Reflection(agent_id, tuple(insights)), agent.policy.name
                 except LLMOutputError:
-                    return self.memory.rule_reflection(agent_id, agent.state.taste, round_no), "fallback"
-            return self.memory.rule_reflection(agent_id, agent.state.taste, round_no), "rule"
+                    return self.memory.rule_reflection(agent_id, agent.state.taste, rnd.number), "fallback"
+            return self.memory.rule_reflection(agent_id, agent.state.taste, rnd.number), "rule"
 
-        async def all_of() -> list[tuple[Reflection, str]]:
-            return list(await asyncio.gather(*(one(a) for a in due)))
-
-        done = self._loop.run_until_complete(all_of())
+        done = self.gather([one(a) for a in due])
         for reflection, policy in done:
             if reflection.taste is not None:
                 self.users[reflection.agent_id].state.taste = reflection.taste
             for text in reflection.insights:
-                events.add(reflection.agent_id, "reflect", None, text=text, policy=policy)
-        self.memory.write_reflections([r for r, _ in done], round_no)
+                rnd.events.add(reflection.agent_id, "reflect", None, text=text, policy=policy)
+        if done:
+            self.memory.write_reflections([r for r, _ in done], rnd.number)
 
-    def learn(self, round_no: int) -> None:
-        if round_no % self.scenario.recommender.retrain_every:
+    def learn(self, rnd: Round) -> None:
+        if rnd.number % self.scenario.recommender.retrain_every:
             return
         new = pl.concat(self.pending) if self.pending else empty_interactions()
         self.pending = []
@@ -222,38 +242,40 @@ class SimWorld(mesa.Model):
         n = self.rating_count[row]
         return float(self.rating_sum[row] / n) if n else None
 
-    def agent_rng(self, agent_id: int, round_no: int) -> np.random.Generator:
-        """A per-agent, per-round stream derived from the run's seed: order-independent."""
-        return np.random.default_rng([self.scenario.seed, round_no, agent_id])
-
     def persona_frame(self) -> pl.DataFrame:
         rows = []
-        for agent_id in self.order:
-            p = self.users[agent_id].persona
-            rows.append({"agent_id": agent_id, "name": p.name, "age": p.age, "occupation": p.occupation,
+        for agent in self.agents:
+            p = agent.persona
+            rows.append({"agent_id": agent.agent_id, "name": p.name, "age": p.age, "occupation": p.occupation,
                          "traits": ", ".join(p.traits), "top_genres": ", ".join(p.top_genres(3)),
                          "activity": p.activity, "diversity": p.diversity, "conformity": p.conformity,
                          "curiosity": p.curiosity, "rating_bias": p.rating_bias, "source": p.source,
                          "notes": p.notes, "description": p.describe(),
-                         "policy": getattr(self.users[agent_id].policy, "name", "custom")})
+                         "policy": getattr(agent.policy, "name", "custom")})
         return pl.DataFrame(rows)
 
     def agent_snapshot(self) -> pl.DataFrame:
         """Each agent's taste now (for the population map), with its dominant genre."""
         genres = self.catalog.genres
-        tastes = [self.users[i].state.taste for i in self.order]
+        agents = list(self.agents)
+        tastes = [a.state.taste for a in agents]
         return pl.DataFrame({
-            "round": [self.round] * len(self.order),
-            "agent_id": self.order,
+            "round": [self.round] * len(agents),
+            "agent_id": [a.agent_id for a in agents],
             "dominant_genre": [genres[int(np.argmax(t))] if t.any() else "none" for t in tastes],
             "taste": [t.astype(np.float32).tolist() for t in tastes],
-            "watched": [len(self.users[i].state.watched) for i in self.order],
-            "rounds_active": [self.users[i].state.rounds_active for i in self.order],
+            "watched": [len(a.state.watched) for a in agents],
+            "rounds_active": [a.state.rounds_active for a in agents],
         }, schema_overrides={"taste": pl.List(pl.Float32)})
 
     # -- researcher interventions (applied at the start of the next round) -------------------
-    def edit_persona(self, agent_id: int, **changes) -> None:
-        self.users[agent_id].state.persona = self.users[agent_id].state.persona.edited(**changes)
+    def edit_persona(self, agent_id: int, **changes: Any) -> None:
+        """Change who an agent is. A new `genre_taste` resets the taste vector the choice model
+        matches films with (it drifts from there again)."""
+        agent = self.users[agent_id]
+        agent.state.persona = agent.state.persona.edited(**changes)
+        if "genre_taste" in changes:
+            agent.state.taste = agent.state.persona.taste_vector(self.catalog.genres)
 
     def inject(self, agent_ids: list[int], text: str, item_id: int | None = None) -> None:
         """An event for these agents next round: a news text, or an ad that pins `item_id` on top."""
@@ -267,35 +289,40 @@ class SimWorld(mesa.Model):
     def state_dict(self) -> dict:
         return {
             "round": self.round,
-            "rng": self.rng_np.bit_generator.state,
-            "agents": {i: self.users[i].state for i in self.order},
+            "agents": {a.agent_id: a.state for a in self.agents},
             "rating_sum": self.rating_sum, "rating_count": self.rating_count,
             "pending": self.pending, "injected": self.injected, "promoted": self.promoted,
             "recommender": self.recommender,
+            "stages": self.schedule.state_dict(),
         }
 
     def shared_objects(self) -> dict:
         """Live objects that checkpoints refer to by name instead of copying (see the recorder)."""
-        return {"catalog": self.catalog, "llm": self.llm, "embedder": self.embedder}
+        return {"catalog": self.catalog, "llm": self.llm, "embedder": self.embedder, "streams": self.streams,
+                "loop": self.loop}
 
     def load_state(self, state: dict) -> None:
-        self.round = state["round"]
-        self.rng_np.bit_generator.state = state["rng"]
+        self.round = self.steps = state["round"]
         for agent_id, agent_state in state["agents"].items():
             self.users[agent_id].state = agent_state
         self.rating_sum, self.rating_count = state["rating_sum"], state["rating_count"]
         self.pending, self.injected, self.promoted = state["pending"], state["injected"], state["promoted"]
         self.recommender = state["recommender"]
+        self.schedule.load_state(state["stages"])
+        self.running = self.round < self.scenario.rounds
 
     def close(self) -> None:
-        if not self._loop.is_closed():
-            # libraries leave background tasks on the loop (litellm's logging worker): end them
-            pending = asyncio.all_tasks(self._loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-            self._loop.close()
+        self.loop.close()
         if self.memory is not None:
             self.memory.close()
+
+
+def _count(result: RoundResult | None, action: str) -> int:
+    return 0 if result is None else int((result.events["action"] == action).sum())
+
+
+def _mean_rating(result: RoundResult | None) -> float | None:
+    if result is None:
+        return None
+    ratings = result.events.filter(pl.col("action") == "watch")["rating"]
+    return float(ratings.mean()) if ratings.len() else None

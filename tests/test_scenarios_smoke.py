@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from simworld import runner
+from simworld.build import uses_llm
 from simworld.config import load_scenario, parse_scenario
 from simworld.llm import embedded_available
 from simworld.recorder import read_events, read_metrics, read_summary
@@ -23,7 +24,7 @@ def test_scenario_runs_small(path, tmp_path, openai_server):
     data["population"]["size"] = 20
     data["rounds"] = 5
     data["base_dir"] = base.base_dir
-    hosted = runner.uses_llm(base) and not (base.llm.is_embedded and embedded_available())
+    hosted = uses_llm(base) and not (base.llm.is_embedded and embedded_available())
     if hosted:  # the scenario's own policy mix and limits, answered by the local test server
         data["llm"].update(model="openai/test-model", api_base=openai_server().url, api_key_env=None,
                            budget_usd=None)
@@ -37,6 +38,6 @@ def test_scenario_runs_small(path, tmp_path, openai_server):
     assert events.height > 0 and set(events["agent_id"].unique().to_list()) <= set(range(1, 21))
     assert read_metrics(sim.run_dir)["round"].to_list() == [1, 2, 3, 4, 5]
     assert events.filter(pl.col("action") == "watch")["rating"].is_between(0.5, 5.0).all()
-    if runner.uses_llm(base):
+    if uses_llm(base):
         assert summary["llm"]["calls"] > 0
         assert events.filter(pl.col("policy") == "fallback").height < events.filter(pl.col("policy") != "rule").height

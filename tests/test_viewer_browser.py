@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simworld.viewer import harness
+from tests import viewer_harness as harness
 from tests.helpers import viewer_scenario  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -169,11 +169,8 @@ class RunController:
     def edit_persona(self, agent_id: int, **changes: Any) -> str:
         """Change an agent's persona; it takes effect from the next round that starts."""
 
-        def apply() -> None:
-            self.sim.edit_persona(agent_id, **changes)
-            _sync_taste_after_edit(self.sim, agent_id, changes)
-
-        return self._intervene(_Intervention("edit", apply, f"edited agent {agent_id}: {', '.join(sorted(changes))}"))
+        return self._intervene(_Intervention("edit", lambda: self.sim.edit_persona(agent_id, **changes),
+                                             f"edited agent {agent_id}: {', '.join(sorted(changes))}"))
 
     def inject(self, agent_ids: list[int], text: str, item_id: int | None = None) -> str:
         """Put a news text (or an ad pinning `item_id`) in front of these agents next round."""
@@ -182,26 +179,21 @@ class RunController:
             "inject", lambda: self.sim.inject(list(agent_ids), text, item_id),
             f"injected {what} to {len(agent_ids)} agent(s): {text[:60]}"))
 
-    def interview(self, agent_id: int, question: str, remember: bool = False) -> str | None:
-        """Ask an agent a question; None when this build has no interview API (needs the LLM layer)."""
-        ask = getattr(self.sim, "interview", None)
-        if ask is None:
-            return None
+    def interview(self, agent_id: int, question: str, remember: bool = False) -> str:
+        """Ask an agent a question (see `Simulation.interview`)."""
         with self._lock:  # never while a round is being computed
-            answer = ask(agent_id, question, remember=remember)
+            answer = self.sim.interview(agent_id, question, remember=remember)
         self.log.append(f"interviewed agent {agent_id}{' (remembered)' if remember else ''}")
         return str(answer)
 
     def memories(self, agent_id: int) -> tuple[str, list[Any]]:
         """(where they come from, the memories): the memory layer's if present, else recent events."""
-        get = getattr(self.sim, "memories", None)
-        if get is not None:
-            try:
-                stored = get(agent_id)
-            except Exception as exc:  # noqa: BLE001 - shown to the researcher, never a traceback
-                return f"memory store unavailable ({type(exc).__name__}: {exc})", []
-            if stored is not None:
-                return "memory store", list(stored)
+        try:
+            stored = self.sim.memories(agent_id)
+        except Exception as exc:  # noqa: BLE001 - shown to the researcher, never a traceback
+            return f"memory store unavailable ({type(exc).__name__}: {exc})", []
+        if stored is not None:
+            return "memory store", list(stored)
         state = self.sim.world.users[agent_id].state
         return "recent events (state.recent)", list(state.recent)
 
@@ -273,29 +265,24 @@ class RunController:
             self._last_round_s = time.perf_counter() - started
             if self.sim.finished:
                 self._finish()
+                return
+            spent = self.sim.budget_message()
+            if spent:  # as in Simulation.run: stop at the round's end, resumable with a bigger budget
+                with self._cond:
+                    self._error = spent
+                    self._state = STOPPED
+                    self._quit = True
+                self._write_summary("budget_exhausted", spent)
 
     def _finish(self) -> None:
-        # WORKAROUND (viewer-local until the lead adds `Simulation.finish()`): Simulation.run()
-        # consolidates the log through its recorder when the last round ends; a stepped run
-        # has to do the same.
-        self.sim.recorder.finish(self.sim.scenario, "finished", self.sim.rounds_done)
+        self.sim.finish()
         with self._cond:
             self._state = FINISHED
             self._quit = True
 
     def _write_summary(self, status: str, message: str) -> None:
-        # WORKAROUND (viewer-local): the same recorder call Simulation.run() makes when interrupted.
         try:
-            self.sim.recorder.write_summary(self.sim.scenario, status, self.sim.rounds_done, message=message)
+            self.sim.mark(status, message)
         except OSError:
             pass
 
-
-def _sync_taste_after_edit(sim: Any, agent_id: int, changes: dict[str, Any]) -> None:
-    """WORKAROUND (viewer-local): `SimWorld.edit_persona` replaces the persona but keeps the
-    drifting taste vector the rule policy matches items with, so an edit of `genre_taste`
-    would only change searches. Until the engine resets the vector itself, do it here."""
-    if "genre_taste" not in changes:
-        return
-    user = sim.world.users[agent_id]
-    user.state.taste = user.state.persona.taste_vector(sim.world.catalog.genres)

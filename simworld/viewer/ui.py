@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
-import polars as pl
 import streamlit as st
 
-from simworld import runner
+from simworld.build import build_catalog
 from simworld.config import load_scenario
 from simworld.viewer.data import RunData, item_titles, load_run, stamp
 from simworld.viewer.session import RunController, Status
@@ -88,7 +87,7 @@ def run_data(run_dir: Path) -> RunData:
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _catalog_at(path: str) -> Any:
     scenario = load_scenario(Path(path) / "scenario.yaml")
-    return runner.build_catalog(scenario)
+    return build_catalog(scenario)
 
 
 def catalog_for(run_dir: Path) -> Any:

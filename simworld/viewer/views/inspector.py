@@ -10,10 +10,6 @@ import streamlit as st
 
 from simworld.viewer.registry import View
 from simworld.viewer.ui import ViewContext, plot, style
-from simworld.viewer.views.feed import stars
-
-INTERVIEW_MISSING = ("Interviews need the LLM layer: this build's Simulation has no `interview()` yet, "
-                     "so no answer is shown rather than a made-up one.")
 
 
 def _persona(ctx: ViewContext, agent_id: int):
@@ -95,15 +91,12 @@ def _interview(ctx: ViewContext, agent_id: int) -> None:
     if ctx.controller is None:
         st.caption("Interviews need a live run: start one or resume this run.")
         return
-    has_api = hasattr(ctx.controller.sim, "interview")
-    if not has_api:
-        st.info(INTERVIEW_MISSING)
     with st.form(f"interview_form_{agent_id}", clear_on_submit=True, border=False):
         question = st.text_input("Ask a question", key=f"interview_q_{agent_id}",
                                  placeholder="What kind of film would you like to watch tonight, and why?")
         remember = st.checkbox("Remember this (write the exchange to the agent's memory)", value=False,
                                key=f"interview_remember_{agent_id}")
-        asked = st.form_submit_button("Ask", disabled=not has_api)
+        asked = st.form_submit_button("Ask")
     if asked and question.strip():
         with st.spinner("Waiting for the answer (after the round in progress)..."):
             try:

@@ -1,4 +1,5 @@
-"""Serve the viewer on a free loopback port and drive it in headless Chromium (tests, benchmarks).
+"""Test support: serve the viewer on a free loopback port and drive it in headless Chromium
+(the viewer's browser test and benchmarks/bench_viewer.py).
 
 Uses the system's Chromium (Debian `chromium`) through Playwright for Python; never downloads a
 browser. Streamlit runs as a subprocess bound to 127.0.0.1 and is stopped by its process id.
@@ -10,16 +11,16 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-APP = Path(__file__).resolve().parents[2] / "app.py"
+from simworld.memory.testing import free_port
+from simworld.viewer.launch import streamlit_command
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                  "--disable-dev-shm-usage"]
@@ -35,25 +36,13 @@ def chromium_path() -> str | None:
     return str(default) if default.exists() else None
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# Also in .streamlit/config.toml; given on the command line so any working directory gets them.
-SERVER_FLAGS = ("--runner.postScriptGC", "false")
-
-
 @contextlib.contextmanager
 def serve(cwd: Path, *, port: int | None = None, log: Path | None = None, timeout_s: float = 90.0,
           env: dict[str, str] | None = None) -> Iterator[str]:
     """`streamlit run app.py` in `cwd` (its runs/ and scenarios/ are the page's); yields the URL."""
     port = port or free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
-           "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-           "--global.developmentMode", "false", *SERVER_FLAGS]
+    cmd = streamlit_command("127.0.0.1", port, "--server.fileWatcherType", "none",
+                            "--global.developmentMode", "false")
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     out = open(log, "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
