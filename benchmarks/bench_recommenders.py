@@ -23,24 +23,16 @@ from pathlib import Path
 import polars as pl
 
 from simworld.embedding import HashingEmbedder, make_embedder
+from simworld.evaluation import default_algorithms
 from simworld.movielens import load_movielens_catalog, load_movielens_ratings
 from simworld.recommenders.base import RecommenderContext
-from simworld.recommenders.baselines import PopularityRecommender, RandomRecommender
-from simworld.recommenders.content import ContentRecommender
-from simworld.recommenders.knn import ItemKNNRecommender
 from simworld.recommenders.llm_rerank import LLMRerankConfig, LLMRerankRecommender
-from simworld.recommenders.mf import MFConfig, MFRecommender
 from simworld.recommenders.testing import ReverseRankingLLM
 
 REPO = Path(__file__).resolve().parents[1]  # the package must be installed (pip install -e .)
 
 ALGORITHMS = {
-    "random": (RandomRecommender, None),
-    "popularity": (PopularityRecommender, None),
-    "itemknn": (ItemKNNRecommender, None),
-    "mf (als)": (MFRecommender, None),
-    "mf (bpr)": (MFRecommender, MFConfig(algorithm="bpr", iterations=100)),
-    "content": (ContentRecommender, None),
+    **default_algorithms(),
     "llm_rerank (stub LLM)": (LLMRerankRecommender, LLMRerankConfig(base="popularity", candidates=30)),
 }
 

@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import polars as pl
 from rich.console import Console
 from rich.table import Table
 
@@ -41,9 +42,10 @@ def main() -> None:
             step_s += time.perf_counter() - t
             agent_rounds += result.active
         t = time.perf_counter()
-        sim.recorder.finish(sim.scenario, "finished", sim.rounds_done)
+        sim.finish()
         finish_s = time.perf_counter() - t
         sim.close()
+        timings = pl.read_parquet(Path(tmp) / "bench" / "timings.parquet")
     table = Table(title=f"rule-policy world: {args.agents} agents x {args.rounds} rounds ({args.recommender})")
     for col in ("build s", "rounds s (incl. recording)", "active agent-rounds", "agent-rounds/s",
                 "all agent-rounds/s", "finish s"):
@@ -51,6 +53,15 @@ def main() -> None:
     table.add_row(f"{build_s:.2f}", f"{step_s:.2f}", str(agent_rounds), f"{agent_rounds / step_s:,.0f}",
                   f"{args.agents * args.rounds / step_s:,.0f}", f"{finish_s:.2f}")
     console.print(table)
+    stages = Table(title="mean seconds per round, by stage (timings.parquet)")
+    stages.add_column("stage")
+    stages.add_column("s / round", justify="right")
+    stages.add_column("share", justify="right")
+    per_stage = timings.group_by("stage", maintain_order=True).agg(pl.col("seconds").mean())
+    total = float(per_stage["seconds"].sum())
+    for stage, seconds in per_stage.iter_rows():
+        stages.add_row(stage, f"{seconds:.3f}", f"{seconds / total:.0%}")
+    console.print(stages)
 
 
 if __name__ == "__main__":

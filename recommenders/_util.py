@@ -55,6 +55,19 @@ def popularity(pos: pl.DataFrame, n_items: int) -> np.ndarray:
     return counts / top if top > 0 else counts
 
 
+def score_with_popularity(user_ids: list[int], users: dict[int, int], pop: np.ndarray,
+                          personal) -> np.ndarray:
+    """(users x items) scores: `personal(rows)` for users with a known history (model rows
+    `rows`), plus popularity to break their ties; popularity alone for cold users."""
+    out = np.empty((len(user_ids), len(pop)), dtype=np.float64)
+    out[:] = pop
+    rows = [users.get(u) for u in user_ids]
+    warm = [r for r, row in enumerate(rows) if row is not None]
+    if warm:
+        out[warm] = personal([rows[r] for r in warm]) + TIE_WEIGHT * pop
+    return out
+
+
 # Popularity is added with this weight to personal scores: it orders the items a model scores
 # equally (e.g. items no neighbour reaches) without changing any strict preference, and it is
 # far above the base class's tie-breaking jitter (1e-9).

@@ -7,7 +7,7 @@ import polars as pl
 import scipy.sparse as sp
 from pydantic import Field
 
-from simworld.recommenders._util import TIE_WEIGHT, popularity, positives, user_item_matrix
+from simworld.recommenders._util import popularity, positives, score_with_popularity, user_item_matrix
 from simworld.recommenders.base import RecommenderConfig, RecommenderContext, ScoringRecommender
 
 
@@ -48,16 +48,8 @@ class ItemKNNRecommender(ScoringRecommender):
                                     self.config.block_size)
 
     def _score(self, user_ids: list[int]) -> np.ndarray:
-        n = len(self.catalog)
-        out = np.empty((len(user_ids), n), dtype=np.float64)
-        rows = [self._users.get(u) for u in user_ids]
-        warm = [r for r, row in enumerate(rows) if row is not None]
-        out[:] = self._pop  # cold users: popularity
-        if warm:
-            hist = self._matrix[[rows[r] for r in warm]]
-            out[warm] = (hist @ self._sim).toarray() + TIE_WEIGHT * self._pop
-        return out
-
+        return score_with_popularity(user_ids, self._users, self._pop,
+                                     lambda rows: (self._matrix[rows] @ self._sim).toarray())
 
 def item_similarity(matrix: sp.csr_matrix, neighbors: int, shrinkage: float, block_size: int = 1024
                     ) -> sp.csr_matrix:

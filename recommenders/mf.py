@@ -9,7 +9,7 @@ import polars as pl
 from pydantic import Field
 
 from simworld.errors import SimworldError
-from simworld.recommenders._util import TIE_WEIGHT, popularity, positives, user_item_matrix
+from simworld.recommenders._util import popularity, positives, score_with_popularity, user_item_matrix
 from simworld.recommenders.base import RecommenderConfig, RecommenderContext, ScoringRecommender
 
 
@@ -56,15 +56,8 @@ class MFRecommender(ScoringRecommender):
         self._user_factors, self._item_factors = fit_factors(matrix, self.config, self.seed)
 
     def _score(self, user_ids: list[int]) -> np.ndarray:
-        out = np.empty((len(user_ids), len(self.catalog)), dtype=np.float64)
-        out[:] = self._pop
-        rows = [self._users.get(u) for u in user_ids]
-        warm = [r for r, row in enumerate(rows) if row is not None]
-        if warm:
-            users = self._user_factors[[rows[r] for r in warm]].astype(np.float64)
-            out[warm] = users @ self._item_factors.T.astype(np.float64) + TIE_WEIGHT * self._pop
-        return out
-
+        return score_with_popularity(user_ids, self._users, self._pop, lambda rows: (
+            self._user_factors[rows].astype(np.float64) @ self._item_factors.T.astype(np.float64)))
 
 def fit_factors(matrix, config: MFConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(user factors, item factors) of `matrix` (users x items CSR of interaction counts)."""
