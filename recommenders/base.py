@@ -1,6 +1,6 @@
 """The recommender protocol and a base class that does the bookkeeping every algorithm needs.
 
-A recommender sees interactions and items, never agents' minds (DESIGN.md). Interactions are
+A recommender sees interactions and items, never agents' minds. Interactions are
 a polars frame with the columns of `INTERACTION_SCHEMA`; item and user ids are the catalog's
 and the world's own integer ids.
 """

@@ -7,12 +7,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-from simworld import recorder, runner  # noqa: E402
-from simworld.viewer.session import FINISHED, PAUSED, RUNNING  # noqa: E402
-from tests.helpers import viewer_scenario  # noqa: E402
+from simworld import recorder, runner
+from simworld.viewer.session import FINISHED, PAUSED, RUNNING
+from tests.helpers import viewer_scenario
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 SMALL = viewer_scenario("apptest-small", seed=5)

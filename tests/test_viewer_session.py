@@ -141,7 +141,7 @@ def test_broken_yaml_gives_problems_not_a_traceback(tmp_path):
 
 
 def test_edited_text_keeps_masked_secrets(small, tmp_path):
-    original = SMALL + "recommender: {name: popularity, params: {}}\n"
+    original = SMALL
     masked = data.masked_yaml("llm:\n  api_key: sk-abcdefghijkl\n  model: x\n")
     assert "sk-abc" not in masked and data.HIDDEN in masked
     restored = data.unmask({"llm": {"api_key": data.HIDDEN, "model": "y"}},
@@ -179,7 +179,6 @@ def test_derived_frames(small, tmp_path):
 
 
 def test_registry_finds_every_view():
-    pytest.importorskip("streamlit")
     from simworld.viewer.registry import discover
 
     keys = [v.key for v in discover()]

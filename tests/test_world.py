@@ -15,7 +15,7 @@ import pytest
 
 from simworld import runner
 from simworld.config import load_scenario
-from simworld.recorder import read_checkpoint, read_events, read_metrics, read_summary
+from simworld.recorder import read_events, read_metrics, read_summary
 from tests.helpers import comparable, write_scenario
 
 SMALL = """

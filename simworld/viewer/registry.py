@@ -23,7 +23,6 @@ class View:
     order: int = 100
     icon: str = ""
     live: bool = True  # refresh while rounds arrive; False for pages that hold their own inputs
-    needs_run: bool = True  # only makes sense once a run is open
 
 
 @functools.lru_cache(maxsize=8)
