@@ -23,7 +23,7 @@ from simworld.agents.observation import Observation
 from simworld.agents.prompting import fit_to_budget, fixed_first_messages, item_lines, system_message, template
 from simworld.agents.rule_policy import RulePolicy
 from simworld.catalog import Item
-from simworld.llm import LanguageModel, LLMOutputError, LLMRequest
+from simworld.llm import LanguageModel, LLMOutputError, LLMRequest, LLMUsage
 
 
 class SearchQuery(BaseModel):
@@ -68,13 +68,15 @@ class InterviewAnswer(BaseModel):
     answer: str = Field(min_length=2, max_length=400, description="one to three sentences, in character")
 
 
-def interview_agent(model: LanguageModel, persona, memories: tuple[str, ...], question: str, round_no: int) -> str:
-    """An in-character answer to a researcher's question (sync: the viewer asks between rounds)."""
+async def interview_agent(model: LanguageModel, persona, memories: tuple[str, ...], question: str,
+                          round_no: int) -> str:
+    """An in-character answer to a researcher's question (asked between rounds: run it on the
+    world's loop)."""
     prompt = fit_to_budget(lambda mems, _: template("interview").format(memories=_memories(mems), question=question),
                            memories, 1200)
-    response = model.complete(LLMRequest(messages=[system_message(persona), {"role": "user", "content": prompt}],
-                                         response_model=InterviewAnswer, purpose="interview",
-                                         agent_id=persona.agent_id, round=round_no))
+    response = await model.complete(LLMRequest(
+        messages=[system_message(persona), {"role": "user", "content": prompt}], response_model=InterviewAnswer,
+        purpose="interview", agent_id=persona.agent_id, round=round_no))
     return response.parsed.answer.strip()
 
 
@@ -83,13 +85,15 @@ class InvalidDecision(ValueError):
 
 
 class _Tally:
+    """The tokens of every call a decision made, answered or failed (they are all in the ledger)."""
+
     def __init__(self) -> None:
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
-    def add(self, response) -> None:
-        self.prompt_tokens += response.prompt_tokens or 0
-        self.completion_tokens += response.completion_tokens or 0
+    def add(self, usage: LLMUsage) -> None:
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
 
 
 def check_page_decision(decision: PageDecision, page: tuple[Item, ...], max_watches: int) -> PageDecision:
@@ -143,9 +147,9 @@ class LLMPolicy:
         prompt = fit_to_budget(lambda mems, _: template("reflect").format(round=round_no, memories=_memories(mems)),
                                tuple(memories), self.budget)
         messages = [system_message(persona), {"role": "user", "content": prompt}]
-        response = await self.model.acomplete(LLMRequest(messages=messages, response_model=Insights,
-                                                         purpose="reflect", round=round_no,
-                                                         agent_id=persona.agent_id))
+        response = await self.model.complete(LLMRequest(messages=messages, response_model=Insights,
+                                                        purpose="reflect", round=round_no,
+                                                        agent_id=persona.agent_id))
         insights = tuple(text.strip()[:300] for text in response.parsed.insights if text.strip())
         if not insights:
             raise LLMOutputError(response.text, "no insight in the answer")
@@ -194,13 +198,16 @@ class LLMPolicy:
                 messages = messages + [{"role": "user", "content":
                                         f"Your answer was invalid: {last_error}. Answer again with valid JSON."}]
             try:
-                response = await self.model.acomplete(LLMRequest(
+                response = await self.model.complete(LLMRequest(
                     messages=messages, response_model=schema, purpose=purpose, agent_id=obs.agent_id,
                     round=obs.round))
-                tally.add(response)
+                tally.add(response.usage)
                 parsed = response.parsed
                 return check(parsed) if check else parsed
-            except (LLMOutputError, InvalidDecision) as exc:
+            except LLMOutputError as exc:
+                tally.add(exc.usage)  # the failed attempt was paid for too
+                last_error = exc
+            except InvalidDecision as exc:
                 last_error = exc
         assert last_error is not None
         raise last_error
@@ -229,15 +236,17 @@ class VoicePolicy:
         messages = fixed_first_messages(obs.persona, "voice", watched=lines)
         policy, reason = "hybrid", None
         try:
-            response = await self.model.acomplete(LLMRequest(
+            response = await self.model.complete(LLMRequest(
                 messages=messages, response_model=feelings_schema(len(watches)), purpose="voice",
                 agent_id=obs.agent_id, round=obs.round))
-            tally.add(response)
+            tally.add(response.usage)
             feelings = [f.strip()[:200] for f in response.parsed.feelings]
             if len(feelings) < len(watches) or any(not f for f in feelings[:len(watches)]):
                 raise InvalidDecision(f"expected {len(watches)} feelings, got {len(feelings)}")
             action = _with_feelings(action, feelings[:len(watches)])
         except (LLMOutputError, InvalidDecision) as exc:
+            if isinstance(exc, LLMOutputError):
+                tally.add(exc.usage)
             policy, reason = "fallback", f"{type(exc).__name__}: {exc}"[:300]  # keep the rule model's lines
         meta = DecisionMeta(policy=policy, latency_ms=(time.perf_counter() - started) * 1000,
                             prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens,

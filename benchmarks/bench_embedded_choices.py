@@ -18,6 +18,7 @@ pick of as many films as the model chose. For every watched film we score its ta
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,7 @@ def main() -> None:
     personas = synthetic_personas(args.pages, catalog, rng)
     rule = RulePolicy()
     model = LiteLLMModel("local/smollm2", temperature=0.7, max_tokens=200)
+    loop = asyncio.new_event_loop()  # the one async model method runs on a loop this script owns
     ids = np.array(catalog.ids)
     stats = {name: {"lift": [], "hit": [], "first": [], "ratings": [], "matches": []} for name in ("embedded", "rule", "random")}
     invalid = 0
@@ -72,10 +74,10 @@ def main() -> None:
             round=1, injected="", memories="- nothing yet", items=item_lines(page, desc),
             max_watches=rule.spec.max_watches_per_page), (), 1200)
         try:
-            reply = model.complete(LLMRequest(messages=[system_message(persona), {"role": "user", "content": prompt}],
-                                              response_model=page_schema(tuple(i.item_id for i in page),
-                                                                         rule.spec.max_watches_per_page),
-                                              seed=k, agent_id=persona.agent_id))
+            reply = loop.run_until_complete(model.complete(LLMRequest(
+                messages=[system_message(persona), {"role": "user", "content": prompt}],
+                response_model=page_schema(tuple(i.item_id for i in page), rule.spec.max_watches_per_page),
+                seed=k, agent_id=persona.agent_id)))
             llm_watches = [(w.item_id, w.rating) for w in reply.parsed.watches]
         except LLMOutputError:
             invalid += 1
@@ -94,6 +96,7 @@ def main() -> None:
                 s["ratings"].append(rating)
                 s["matches"].append(m)
     elapsed = time.perf_counter() - started
+    loop.close()
 
     table = Table(title=f"choices on {args.pages} pages of {args.page_size} films ({elapsed:.0f} s)")
     for col in ("chooser", "watches", "taste lift", "hit rate", "first-slot share", "rating~match r"):

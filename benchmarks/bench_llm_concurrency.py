@@ -73,26 +73,26 @@ async def concurrency_figures(calls: int, concurrency: int, latency: float) -> N
         with tempfile.TemporaryDirectory() as tmp:
             # a model litellm knows (its price lookup is a dict hit, as with a real hosted model)
             cfg = LLMConfig(model="openai/gpt-4o-mini", api_base=url, concurrency=concurrency, cache=True)
-            llm = build_language_model(cfg, Path(tmp), run_id="bench")
+            llm = build_language_model(cfg, Path(tmp) / "bench", run_id="bench")
             # warm up: litellm import, HTTP client and connections (not part of a round)
-            await asyncio.gather(*(llm.acomplete(request(10_000 + i)) for i in range(concurrency)))
+            await asyncio.gather(*(llm.complete(request(10_000 + i)) for i in range(concurrency)))
             llm.set_round(1)
             started = time.perf_counter()
-            replies = await asyncio.gather(*(llm.acomplete(request(i)) for i in range(calls)))
+            replies = await asyncio.gather(*(llm.complete(request(i)) for i in range(calls)))
             first = time.perf_counter() - started
-            assert all(r.parsed is not None and not r.cached for r in replies)
+            assert all(r.parsed is not None and not r.usage.cached for r in replies)
             floor = math.ceil(calls / concurrency) * latency
             print(f"round of {calls} calls, concurrency {concurrency}, latency {latency * 1000:.0f} ms:")
             print(f"  wall {first:.3f} s, floor {floor:.3f} s, ratio {first / floor:.3f} (target <= 1.11)")
             llm.set_round(2)
             started = time.perf_counter()
-            again = await asyncio.gather(*(llm.acomplete(request(i)) for i in range(calls)))
+            again = await asyncio.gather(*(llm.complete(request(i)) for i in range(calls)))
             second = time.perf_counter() - started
-            assert all(r.cached for r in again) and [r.text for r in again] == [r.text for r in replies]
+            assert all(r.usage.cached for r in again) and [r.text for r in again] == [r.text for r in replies]
             print(f"cached replay: {second:.3f} s, speed-up {first / second:.1f}x (target >= 20x)")
             t0 = time.perf_counter()
             llm.flush()
-            rows = read_ledger(Path(tmp)).height
+            rows = read_ledger(Path(tmp) / "bench").height
             print(f"ledger flush: {rows} rows in {time.perf_counter() - t0:.3f} s")
     finally:
         proc.terminate()
@@ -180,17 +180,19 @@ def embedded_figures(n: int) -> None:
         disk = time.perf_counter() - t0
         print(f"grammar build: cold {cold * 1000:.1f} ms, from disk {disk * 1000:.2f} ms, from memory {warm * 1e6:.1f} us")
         model = LiteLLMModel("local/smollm2", temperature=0.7, max_tokens=256)
+        loop = asyncio.new_event_loop()  # sync code runs the one async method on a loop it owns
         t0 = time.perf_counter()
-        model.complete(voice_request(0))  # loads the model
+        loop.run_until_complete(model.complete(voice_request(0)))  # loads the model
         print(f"embedded model: first call (model load) {time.perf_counter() - t0:.2f} s")
         t0 = time.perf_counter()
         tokens = 0
         valid = 0
         for i in range(n):
-            reply = model.complete(voice_request(i + 1))
-            tokens += reply.completion_tokens
+            reply = loop.run_until_complete(model.complete(voice_request(i + 1)))
+            tokens += reply.usage.completion_tokens
             valid += reply.parsed is not None
         dt = time.perf_counter() - t0
+        loop.close()
         print(
             f"embedded model: {n / dt:.2f} calls/s ({dt / n:.2f} s a call, {tokens / dt:.0f} tokens/s), "
             f"{valid}/{n} schema-valid (voice calls: two feelings)"

@@ -8,18 +8,23 @@ after the ones it ranked; ids it invents are dropped. When the LLM is missing or
 (unreachable, budget spent, output that does not validate, no candidate id in the answer),
 that user keeps the base order and the failure is counted in `failures` (by reason), never
 hidden. Users without history keep the base order without asking (counted in `cold_skipped`).
+
+`recommend` is sync (the world's recommend stage) and the LLM is async: the calls of all the
+users of a batch run concurrently on the run's loop (`context.loop`, a `simworld.aio.LoopRunner`;
+`asyncio.run` without one). A checkpoint keeps the LLM and the loop by reference, as the
+run's shared objects, so a resumed run's re-ranker has the live ones of the new process.
 """
 
 from __future__ import annotations
 
-import pickle
+import asyncio
 from collections import Counter
 from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from simworld.recommenders.base import RecommenderConfig, RecommenderContext, ScoringRecommender
 
@@ -44,6 +49,31 @@ class LLMRerankConfig(RecommenderConfig):
     temperature: float = Field(default=0.0, ge=0.0)
     max_tokens: int = Field(default=400, ge=16)
 
+    @field_validator("base")
+    @classmethod
+    def _another_algorithm(cls, value: str) -> str:
+        from simworld.errors import SimworldError
+        from simworld.recommenders.registry import resolve  # the registry imports us
+
+        if value == "llm_rerank":
+            raise ValueError("llm_rerank cannot re-rank its own candidates: choose another base")
+        try:
+            resolve(value)
+        except SimworldError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _base_params(self) -> "LLMRerankConfig":
+        from simworld.recommenders.registry import validate_params
+
+        try:
+            validate_params(self.base, self.base_params)
+        except ValidationError as exc:
+            raise ValueError("; ".join(f"base_params.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                       for e in exc.errors())) from None
+        return self
+
 
 class LLMRerankRecommender(ScoringRecommender):
     """Re-ranks another algorithm's candidates with an LLM; one LLM call per warm user and page."""
@@ -64,10 +94,10 @@ class LLMRerankRecommender(ScoringRecommender):
         self.cold_skipped = 0
         self.calls = 0
 
-    def attach_llm(self, llm: Any) -> None:
-        """Give the re-ranker its LLM again (e.g. after unpickling, which drops unpicklable ones)."""
+    def attach_llm(self, llm: Any, loop: Any | None = None) -> None:
+        """Give the re-ranker an LLM (and the loop runner its calls run on) after it was built."""
         self.llm = llm
-        self.context = replace(self.context, llm=llm)
+        self.context = replace(self.context, llm=llm, loop=loop if loop is not None else self.context.loop)
 
     # -- protocol ---------------------------------------------------------------------------
     def fit(self, interactions: pl.DataFrame) -> None:
@@ -83,17 +113,20 @@ class LLMRerankRecommender(ScoringRecommender):
         if not users or k <= 0:
             return [[] for _ in users]
         pool = self.base.recommend(users, max(k, self.config.candidates), exclude_seen)
-        out = []
-        for user, ranked in zip(users, pool):
-            head = ranked[:self.config.candidates]
-            out.append((self._rerank(user, head) + ranked[len(head):])[:k])
-        return out
+        heads = [ranked[:self.config.candidates] for ranked in pool]
+
+        async def all_users() -> list[list[int]]:
+            return list(await asyncio.gather(*(self._rerank(u, head) for u, head in zip(users, heads))))
+
+        loop = self.context.loop
+        reranked = loop.run(all_users()) if loop is not None else asyncio.run(all_users())
+        return [(new + ranked[len(head):])[:k] for new, head, ranked in zip(reranked, heads, pool)]
 
     def _score(self, user_ids: list[int]) -> np.ndarray:  # recommend() is overridden
         return np.zeros((len(user_ids), len(self.catalog)))
 
     # -- the LLM step -----------------------------------------------------------------------
-    def _rerank(self, user: int, candidates: list[int]) -> list[int]:
+    async def _rerank(self, user: int, candidates: list[int]) -> list[int]:
         if len(candidates) < 2:
             return candidates
         history = self._recent(user)
@@ -103,7 +136,7 @@ class LLMRerankRecommender(ScoringRecommender):
         if self.llm is None:
             self.failures["no_llm"] += 1
             return candidates
-        from simworld.llm import LLMError, LLMRequest
+        from simworld.llm import LLMCacheMiss, LLMError, LLMRequest
 
         request = LLMRequest(
             messages=[{"role": "system", "content": SYSTEM_PROMPT},
@@ -113,9 +146,11 @@ class LLMRerankRecommender(ScoringRecommender):
         )
         self.calls += 1
         try:
-            answer = self.llm.complete(request).parsed
+            answer = (await self.llm.complete(request)).parsed
+        except LLMCacheMiss:
+            raise  # a replay missing an answer must fail, not quietly keep the base order
         except LLMError as exc:
-            self.failures[getattr(exc, "outcome", "error") or "error"] += 1
+            self.failures[exc.outcome] += 1
             return candidates
         allowed = set(candidates)
         ranked = list(dict.fromkeys(i for i in getattr(answer, "ranking", ()) if i in allowed))
@@ -144,14 +179,3 @@ class LLMRerankRecommender(ScoringRecommender):
         lines.append("")
         lines.append(f"Return all {len(candidates)} candidate ids, best first.")
         return "\n".join(lines)
-
-    # -- pickling ---------------------------------------------------------------------------
-    def __getstate__(self) -> dict:
-        """Keep the LLM only if it pickles (a live client usually does not: see attach_llm)."""
-        state = self.__dict__.copy()
-        try:
-            pickle.dumps(self.llm)
-        except Exception:  # noqa: BLE001 - whatever stops it from pickling, leave it out
-            state["llm"] = None
-            state["context"] = replace(self.context, llm=None)
-        return state

@@ -205,7 +205,8 @@ class ReverseRankingLLM:
     def __init__(self) -> None:
         self.calls = 0
 
-    def complete(self, request):
+    async def complete(self, request):
+        import json
         import re
 
         from simworld.llm import LLMResponse
@@ -215,9 +216,4 @@ class ReverseRankingLLM:
         ids = [int(m) for m in re.findall(r"^(\d+): ", text, flags=re.MULTILINE)]
         answer = {"ranking": ids[::-1]}
         parsed = request.response_model.model_validate(answer) if request.response_model else None
-        import json
-
-        return LLMResponse(text=json.dumps(answer), parsed=parsed, model="reverse-ranking")
-
-    async def acomplete(self, request):
-        return self.complete(request)
+        return LLMResponse(text=json.dumps(answer), parsed=parsed)

@@ -121,6 +121,21 @@ def resume(run_dir: Path = typer.Argument(..., help="a run folder, e.g. runs/mov
 
 
 @app.command()
+def replay(run_dir: Path = typer.Argument(..., help="a finished run folder"),
+           out: Optional[Path] = typer.Option(None, "--out", help="folder for the new run folder (default: beside it)")
+           ) -> None:
+    """Run a run again from its response cache (no LLM call) into a new run folder, and print it."""
+    from simworld import runner
+
+    try:
+        if not run_dir.is_dir():
+            raise SimworldError(f"run folder not found: {run_dir}")
+        console.print(str(runner.replay(run_dir, out)), highlight=False, soft_wrap=True)
+    except SimworldError as exc:
+        _fail(exc)
+
+
+@app.command()
 def schema() -> None:
     """Print the scenario JSON Schema (for editor autocompletion)."""
     from simworld.config import scenario_json_schema

@@ -269,3 +269,37 @@ def list_runs(out_dir: str | Path = "runs") -> list[dict]:
         summary["path"] = str(path.parent)
         rows.append(summary)
     return rows
+
+
+def replay(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Run a run again from its response cache, into a new run folder beside it (or in
+    `out_dir`), and return that folder: the saved scenario and seed, with an LLM that only
+    answers from the cache, so nothing is called and no API key is needed, and the event log
+    equals the original's (run id and latencies aside). A request the cache has no answer for
+    raises `LLMCacheMiss`, one sentence, and the new folder is removed."""
+    from simworld.llm import LLMCacheMiss
+
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    scenario = load_scenario(run_dir / "scenario.yaml")
+    llm = scenario.llm
+    # the cache the run used: its own cache_dir, or the folder that holds its run folder
+    cache_dir = llm.cache_dir if llm.cache_dir is not None else run_dir.resolve().parent
+    done = summary.get("rounds_done") or 0
+    scenario = scenario.with_overrides(
+        llm=llm.model_copy(update={"cache_only": True, "cache_dir": cache_dir}).model_dump(),
+        rounds=done if 0 < done < scenario.rounds else None)  # as far as the original got
+    out = Path(out_dir) if out_dir is not None else run_dir.parent
+    run_id, n = f"{summary['run_id']}-replay", 1
+    while (out / run_id).exists():
+        n += 1
+        run_id = f"{summary['run_id']}-replay-{n}"
+    sim = start(scenario, out_dir=out, run_id=run_id)
+    try:
+        sim.run()
+    except LLMCacheMiss:
+        sim.close()
+        shutil.rmtree(sim.run_dir, ignore_errors=True)
+        raise
+    sim.close()
+    return sim.run_dir

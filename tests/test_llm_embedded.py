@@ -52,30 +52,30 @@ def decision_request(**kw) -> LLMRequest:
 
 def test_embedded_model_answers_a_decision_prompt_with_schema_valid_json():
     model = LiteLLMModel("local/smollm2", temperature=0.2, max_tokens=160, seed=1)
-    reply = model.complete(decision_request())
+    reply = asyncio.run(model.complete(decision_request()))
     assert isinstance(reply.parsed, Decision), reply.text
     assert len(reply.parsed.watches) <= 2 and reply.parsed.then in ("next_page", "leave")
     assert all(w.item_id in PAGE_IDS and 0.5 <= w.rating <= 5 and 1 <= w.importance <= 10 for w in reply.parsed.watches)
-    assert reply.prompt_tokens > 50 and reply.completion_tokens > 0
-    assert reply.cost_usd == 0.0 and reply.model == "local/smollm2"
+    assert reply.usage.prompt_tokens > 50 and reply.usage.completion_tokens > 0
+    assert reply.usage.cost_usd == 0.0 and reply.usage.model == "local/smollm2"
 
 
 async def test_embedded_model_through_the_full_stack_async(tmp_path):
     cfg = LLMConfig(temperature=0.2, max_tokens=160, concurrency=4)
     assert cfg.model == "local/smollm2"
-    llm = build_language_model(cfg, tmp_path, run_id="offline")
+    llm = build_language_model(cfg, tmp_path / "run", run_id="offline")
     assert isinstance(llm, LedgerModel)
     llm.set_round(0)
-    replies = await asyncio.gather(*(llm.acomplete(decision_request(seed=s)) for s in range(3)))
+    replies = await asyncio.gather(*(llm.complete(decision_request(seed=s)) for s in range(3)))
     assert all(isinstance(r.parsed, Decision) for r in replies)
-    again = await llm.acomplete(decision_request(seed=0))
-    assert again.cached and again.text == replies[0].text
+    again = await llm.complete(decision_request(seed=0))
+    assert again.usage.cached and again.text == replies[0].text
     llm.flush()
-    ledger = read_ledger(tmp_path)
+    ledger = read_ledger(tmp_path / "run")
     assert ledger.height == 4 and ledger["outcome"].to_list() .count("ok") == 4
     # the same seed gives the same answer without the cache
     plain = LiteLLMModel("local/smollm2", temperature=0.2, max_tokens=160)
-    assert plain.complete(decision_request(seed=0)).text == replies[0].text
+    assert (await plain.complete(decision_request(seed=0))).text == replies[0].text
 
 
 def test_grammar_is_built_once_per_schema():
@@ -88,7 +88,7 @@ def test_grammar_is_built_once_per_schema():
 
 def test_free_text_from_the_embedded_model():
     model = LiteLLMModel("local/smollm2", temperature=0.0, max_tokens=24)
-    reply = model.complete(
+    reply = asyncio.run(model.complete(
         LLMRequest(messages=[{"role": "user", "content": "Describe Alien (1979) in one sentence."}], purpose="interview")
-    )
+    ))
     assert reply.parsed is None and reply.text.strip()

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pydantic
@@ -21,6 +22,7 @@ from simworld.llm import (
     LedgerModel,
     LimitedModel,
     LiteLLMModel,
+    LLMCacheMiss,
     LLMConfig,
     LLMOutputError,
     LLMRequest,
@@ -28,6 +30,7 @@ from simworld.llm import (
     LLMUnavailableError,
     RetryingModel,
     build_language_model,
+    classify_error,
     read_ledger,
 )
 
@@ -79,11 +82,11 @@ def config(server: FakeOpenAIServer | None = None, **kw) -> LLMConfig:
 async def test_structured_call_parses_and_chooses_from_the_prompt(openai_server, tmp_path):
     server = openai_server()
     llm = build_language_model(config(server), tmp_path, run_id="r1")
-    reply = await llm.acomplete(ask())
+    reply = await llm.complete(ask())
     assert isinstance(reply.parsed, Decision)
     assert reply.parsed.watch == [101]
-    assert reply.prompt_tokens > 0 and reply.completion_tokens > 0
-    assert not reply.cached and reply.retries == 0
+    assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
+    assert not reply.usage.cached and reply.usage.retries == 0
     assert server.count == 1
     sent = server.requests[0]
     assert sent["response_format"]["type"] == "json_schema"
@@ -91,19 +94,19 @@ async def test_structured_call_parses_and_chooses_from_the_prompt(openai_server,
     assert sent["temperature"] == 0.7 and sent["max_tokens"] == 256
 
 
-def test_sync_complete_goes_through_the_same_stack(openai_server, tmp_path):
+def test_sync_callers_run_the_one_method_on_their_loop(openai_server, tmp_path):
     server = openai_server(script=["500", None])
-    llm = build_language_model(config(server), tmp_path)
-    reply = llm.complete(ask())
+    llm = build_language_model(config(server), tmp_path / "run")
+    reply = asyncio.run(llm.complete(ask()))  # e.g. the world's loop runner
     assert reply.parsed.watch == [101]
-    assert reply.retries == 1
+    assert reply.usage.retries == 1
     assert server.count == 2
 
 
 async def test_free_text_call(openai_server):
     server = openai_server()
     llm = build_language_model(config(server), None)
-    reply = await llm.acomplete(LLMRequest(messages=[{"role": "user", "content": "Say hello"}], purpose="interview"))
+    reply = await llm.complete(LLMRequest(messages=[{"role": "user", "content": "Say hello"}], purpose="interview"))
     assert reply.parsed is None and reply.text == "An answer from the test server."
 
 
@@ -120,9 +123,9 @@ def test_importing_the_layer_does_not_import_litellm():
 async def test_transient_faults_are_retried(openai_server, fault):
     server = openai_server(script=[fault, None])
     llm = build_language_model(config(server), None)
-    reply = await llm.acomplete(ask())
+    reply = await llm.complete(ask())
     assert reply.parsed.watch == [101]
-    assert reply.retries == 1
+    assert reply.usage.retries == 1
     assert server.count == 2, server.faults
 
 
@@ -130,9 +133,9 @@ async def test_rate_limit_honours_retry_after(openai_server):
     server = openai_server(script=["429", None], retry_after_s=1.0)
     llm = build_language_model(config(server, retry_base_s=0.01), None)
     started = time.perf_counter()
-    reply = await llm.acomplete(ask())
+    reply = await llm.complete(ask())
     elapsed = time.perf_counter() - started
-    assert reply.retries == 1 and server.count == 2
+    assert reply.usage.retries == 1 and server.count == 2
     assert elapsed >= 1.0, f"Retry-After: 1 not honoured (waited {elapsed:.2f} s)"
 
 
@@ -140,8 +143,8 @@ async def test_timeout_is_retried(openai_server):
     server = openai_server(script=["hang", None], hang_s=3.0)
     llm = build_language_model(config(server, timeout_s=0.5), None)
     started = time.perf_counter()
-    reply = await llm.acomplete(ask())
-    assert reply.retries == 1 and server.count == 2
+    reply = await llm.complete(ask())
+    assert reply.usage.retries == 1 and server.count == 2
     assert time.perf_counter() - started < 2.5
 
 
@@ -150,7 +153,7 @@ async def test_client_errors_are_not_retried(openai_server, fault, status):
     server = openai_server(script=[fault])
     llm = build_language_model(config(server), None)
     with pytest.raises(LLMRequestError) as info:
-        await llm.acomplete(ask())
+        await llm.complete(ask())
     assert info.value.status_code == status
     assert server.count == 1
 
@@ -159,19 +162,19 @@ async def test_invalid_output_is_not_retried_and_is_typed(openai_server):
     server = openai_server(script=["invalid"])
     llm = build_language_model(config(server), None)
     with pytest.raises(LLMOutputError) as info:
-        await llm.acomplete(ask())
+        await llm.complete(ask())
     assert server.count == 1
     err = info.value
     assert "unexpected" in err.raw_text
     assert "watch" in err.validation_error and "reason" in err.validation_error
-    assert err.prompt_tokens > 0  # the failed answer still cost tokens
+    assert err.usage.prompt_tokens > 0  # the failed answer still cost tokens
 
 
 async def test_gives_up_after_max_retries_with_one_clear_sentence(openai_server):
     server = openai_server(fault_rate=1.0, fault_kinds=("500",))
     llm = build_language_model(config(server, max_retries=2), None)
     with pytest.raises(LLMUnavailableError) as info:
-        await llm.acomplete(ask())
+        await llm.complete(ask())
     assert server.count == 3
     message = str(info.value)
     assert server.url in message and "500" in message and "3 attempts" in message
@@ -182,7 +185,7 @@ async def test_unreachable_server_gives_a_clear_error():
     url = f"http://127.0.0.1:{free_closed_port()}/v1"
     llm = build_language_model(config(None, api_base=url, max_retries=1), None)
     with pytest.raises(LLMUnavailableError) as info:
-        await llm.acomplete(ask())
+        await llm.complete(ask())
     message = str(info.value)
     assert message.startswith(f"model server {url} unreachable: connection refused"), message
 
@@ -200,11 +203,11 @@ def test_retry_backoff_is_seeded_and_grows():
 async def test_a_run_with_twenty_percent_faults_loses_no_call(openai_server, tmp_path):
     server = openai_server(fault_rate=0.2, fault_kinds=("429", "500", "truncated", "non_json"), retry_after_s=0.05, seed=3)
     llm = build_language_model(config(server, max_retries=6, concurrency=16), tmp_path)
-    replies = await asyncio.gather(*(llm.acomplete(ask(agent_id=i)) for i in range(60)))
+    replies = await asyncio.gather(*(llm.complete(ask(agent_id=i)) for i in range(60)))
     assert all(r.parsed.watch == [101] for r in replies)
     faults = sum(f is not None for f in server.faults)
     assert faults > 0 and server.count == 60 + faults
-    assert sum(r.retries for r in replies) == faults
+    assert sum(r.usage.retries for r in replies) == faults
     llm.flush()
     ledger = read_ledger(tmp_path)
     assert ledger.height == 60 and set(ledger["outcome"]) <= {"ok", "retry"}
@@ -219,7 +222,7 @@ async def test_limiter_caps_calls_in_flight(openai_server):
     server = openai_server(latency_s=0.1)
     llm = build_language_model(config(server, concurrency=8), None)
     started = time.perf_counter()
-    await asyncio.gather(*(llm.acomplete(ask(agent_id=i)) for i in range(40)))
+    await asyncio.gather(*(llm.complete(ask(agent_id=i)) for i in range(40)))
     elapsed = time.perf_counter() - started
     limiter = llm.find(LimitedModel)
     assert server.max_in_flight <= 8 and limiter.max_in_flight <= 8
@@ -232,7 +235,7 @@ async def test_limiter_works_across_event_loops(openai_server):
     llm = build_language_model(config(server, concurrency=4), None)
 
     async def batch():
-        return await asyncio.gather(*(llm.acomplete(ask(agent_id=i)) for i in range(8)))
+        return await asyncio.gather(*(llm.complete(ask(agent_id=i)) for i in range(8)))
 
     # a world may run each round's decisions in its own event loop
     for _ in range(2):
@@ -245,7 +248,7 @@ async def test_requests_per_minute_limit(openai_server):
     inner = LiteLLMModel("openai/test-model", api_base=server.url)
     limited = LimitedModel(inner, concurrency=10, rpm=3, window_s=0.5)
     started = time.perf_counter()
-    await asyncio.gather(*(limited.acomplete(ask(agent_id=i)) for i in range(6)))
+    await asyncio.gather(*(limited.complete(ask(agent_id=i)) for i in range(6)))
     assert time.perf_counter() - started >= 0.5  # the second three waited for the window
     assert server.count == 6
 
@@ -257,31 +260,31 @@ async def test_requests_per_minute_limit(openai_server):
 async def test_cache_replays_without_calls(openai_server, tmp_path):
     server = openai_server()
     first = build_language_model(config(server, cache=True), tmp_path / "run1")
-    a = await first.acomplete(ask())
-    assert server.count == 1 and not a.cached
-    b = await first.acomplete(ask())
+    a = await first.complete(ask())
+    assert server.count == 1 and not a.usage.cached
+    b = await first.complete(ask())
     assert server.count == 1, "a cache hit must make no HTTP request"
-    assert b.cached and b.text == a.text and b.parsed == a.parsed
-    assert (b.prompt_tokens, b.completion_tokens) == (a.prompt_tokens, a.completion_tokens)
+    assert b.usage.cached and b.text == a.text and b.parsed == a.parsed
+    assert (b.usage.prompt_tokens, b.usage.completion_tokens) == (a.usage.prompt_tokens, a.usage.completion_tokens)
     # a second run with the same cache folder: zero calls
     shared = LLMConfig(**{**config(server).model_dump(), "cache": True, "cache_dir": tmp_path / "shared"})
     run1 = build_language_model(shared, tmp_path / "r1")
-    replies1 = [await run1.acomplete(ask(agent_id=i, seed=i)) for i in range(5)]
+    replies1 = [await run1.complete(ask(agent_id=i, seed=i)) for i in range(5)]
     calls = server.count
     run2 = build_language_model(shared, tmp_path / "r2")
-    replies2 = [await run2.acomplete(ask(agent_id=i, seed=i)) for i in range(5)]
+    replies2 = [await run2.complete(ask(agent_id=i, seed=i)) for i in range(5)]
     assert server.count == calls
     assert [r.text for r in replies1] == [r.text for r in replies2]
     # anything that changes the answer changes the key
-    await run2.acomplete(ask(seed=99))
-    await run2.acomplete(ask(temperature=0.1))
+    await run2.complete(ask(seed=99))
+    await run2.complete(ask(temperature=0.1))
     assert server.count == calls + 2
 
 
 async def test_cache_single_flight_under_concurrency(openai_server, tmp_path):
     server = openai_server(latency_s=0.1)
-    llm = build_language_model(config(server, cache=True, concurrency=16), tmp_path)
-    replies = await asyncio.gather(*(llm.acomplete(ask()) for _ in range(10)))
+    llm = build_language_model(config(server, cache=True, concurrency=16), tmp_path / "run")
+    replies = await asyncio.gather(*(llm.complete(ask()) for _ in range(10)))
     assert server.count == 1
     assert len({r.text for r in replies}) == 1
     assert llm.find(CachedModel).hits == 9
@@ -289,12 +292,12 @@ async def test_cache_single_flight_under_concurrency(openai_server, tmp_path):
 
 async def test_cache_keeps_invalid_answers_so_a_replay_takes_the_same_fallback(openai_server, tmp_path):
     server = openai_server(script=["invalid"])
-    llm = build_language_model(config(server, cache=True), tmp_path)
+    llm = build_language_model(config(server, cache=True), tmp_path / "run")
     with pytest.raises(LLMOutputError):
-        await llm.acomplete(ask())
+        await llm.complete(ask())
     with pytest.raises(LLMOutputError) as info:
-        await llm.acomplete(ask())
-    assert info.value.cached and server.count == 1
+        await llm.complete(ask())
+    assert info.value.usage.cached and server.count == 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,25 +305,26 @@ async def test_cache_keeps_invalid_answers_so_a_replay_takes_the_same_fallback(o
 
 
 async def test_ledger_rows_and_parquet(openai_server, tmp_path):
+    run = tmp_path / "run"
     server = openai_server(script=[None, "500", None, "invalid", "400"])
-    llm = build_language_model(config(server, cache=True), tmp_path, run_id="run-7")
+    llm = build_language_model(config(server, cache=True), run, run_id="run-7")
     llm.set_round(0)
-    await llm.acomplete(ask(agent_id=1))
-    await llm.acomplete(ask(agent_id=2))  # 500 then ok
-    await llm.acomplete(ask(agent_id=1))  # cache hit
-    assert llm.flush() == tmp_path / "llm_calls.parquet"
+    await llm.complete(ask(agent_id=1))
+    await llm.complete(ask(agent_id=2))  # 500 then ok
+    await llm.complete(ask(agent_id=1))  # cache hit
+    assert llm.flush() == run / "llm_calls.parquet"
     llm.set_round(1)
     with pytest.raises(LLMOutputError):
-        await llm.acomplete(ask(agent_id=3))
+        await llm.complete(ask(agent_id=3))
     with pytest.raises(LLMRequestError):
-        await llm.acomplete(ask(agent_id=4))
-    assert read_ledger(tmp_path).height == 3  # round 1 not flushed yet
+        await llm.complete(ask(agent_id=4))
+    assert read_ledger(run).height == 3  # round 1 not flushed yet
     llm.flush()
-    df = read_ledger(tmp_path)
+    df = read_ledger(run)
     assert df.columns == [
         "run_id", "round", "call_id", "agent_id", "purpose", "model", "prompt_tokens",
         "completion_tokens", "total_tokens", "cost_usd", "latency_s", "cached", "retries",
-        "outcome", "error",
+        "outcome", "error", "dropped_params",
     ]
     rows = df.sort("call_id").to_dicts()
     assert [r["outcome"] for r in rows] == ["ok", "retry", "ok", "invalid_output", "error"]
@@ -333,11 +337,11 @@ async def test_ledger_rows_and_parquet(openai_server, tmp_path):
     assert rows[2]["cost_usd"] == 0.0  # a cache hit costs nothing
     assert "400" in rows[4]["error"]
     # a resumed run (a new process) appends to the same file
-    again = build_language_model(config(server, cache=True), tmp_path, run_id="run-7")
+    again = build_language_model(config(server, cache=True), run, run_id="run-7")
     again.set_round(2)
-    await again.acomplete(ask(agent_id=1))
+    await again.complete(ask(agent_id=1))
     again.flush()
-    assert read_ledger(tmp_path).height == 6
+    assert read_ledger(run).height == 6
 
 
 def test_read_ledger_of_an_empty_run(tmp_path):
@@ -355,13 +359,13 @@ async def test_budget_cap_trips(openai_server):
     budget = llm.find(BudgetedModel)
     n = 0
     while not budget.exhausted:
-        await llm.acomplete(ask(agent_id=n))
+        await llm.complete(ask(agent_id=n))
         n += 1
         assert n < 50
     assert n >= 2 and budget.tokens_used >= 100
     assert "budget spent" in budget.message and "of 100 tokens" in budget.message
     # soft by default: the round can finish
-    await llm.acomplete(ask(agent_id=99))
+    await llm.complete(ask(agent_id=99))
 
 
 async def test_hard_budget_raises(openai_server):
@@ -369,10 +373,10 @@ async def test_hard_budget_raises(openai_server):
     llm = build_language_model(config(server, budget_tokens=30), None, hard_budget=True)
     with pytest.raises(BudgetExceeded):
         for i in range(20):
-            await llm.acomplete(ask(agent_id=i))
+            await llm.complete(ask(agent_id=i))
     calls = server.count
     with pytest.raises(BudgetExceeded):
-        await llm.acomplete(ask(agent_id=100))
+        await llm.complete(ask(agent_id=100))
     assert server.count == calls
     assert llm.outcomes["budget"] == 2
 
@@ -387,18 +391,18 @@ async def test_api_key_never_reaches_the_run_folder(openai_server, tmp_path, mon
     server = openai_server(script=[None, "401"])
     cfg = config(server, api_key_env="SIMWORLD_TEST_KEY", cache=True)
     assert secret not in cfg.model_dump_json()
-    llm = build_language_model(cfg, tmp_path, run_id="secret-run")
-    await llm.acomplete(ask(agent_id=1))
+    llm = build_language_model(cfg, tmp_path / "run", run_id="secret-run")
+    await llm.complete(ask(agent_id=1))
     with pytest.raises(LLMRequestError) as info:  # the server echoes the key in its error
-        await llm.acomplete(ask(agent_id=2))
+        await llm.complete(ask(agent_id=2))
     assert server.headers[0]["authorization"] == f"Bearer {secret}"  # the key was sent
     llm.flush()
     llm.close()
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert {p.name for p in files} >= {"llm_calls.parquet", "llm_cache.sqlite"}
+    assert {p.name for p in files} >= {"llm_calls.parquet", ".llm_cache.sqlite"}
     for path in files:
         assert secret.encode() not in path.read_bytes(), f"the API key leaked into {path.name}"
-    errors = read_ledger(tmp_path)["error"].drop_nulls().to_list()
+    errors = read_ledger(tmp_path / "run")["error"].drop_nulls().to_list()
     assert errors and "***" in errors[0]
     assert secret not in str(info.value) and "***" in str(info.value)
 
@@ -435,7 +439,7 @@ async def test_router_balances_across_deployments(openai_server, monkeypatch):
         ],
     )
     llm = build_language_model(cfg, None)
-    replies = await asyncio.gather(*(llm.acomplete(ask(agent_id=i)) for i in range(30)))
+    replies = await asyncio.gather(*(llm.complete(ask(agent_id=i)) for i in range(30)))
     assert all(r.parsed.watch == [101] for r in replies)
     assert a.count + b.count == 30 and a.count > 0 and b.count > 0
     assert {h["authorization"] for h in a.headers} == {"Bearer key-aaaa-1111"}
@@ -443,8 +447,9 @@ async def test_router_balances_across_deployments(openai_server, monkeypatch):
 
 
 def test_factory_layers(tmp_path):
-    cfg = LLMConfig(model="openai/x", api_base="http://127.0.0.1:9/v1", budget_usd=1.0)
-    llm = build_language_model(cfg, tmp_path)
+    cfg = LLMConfig(model="openai/x", api_base="http://127.0.0.1:9/v1", budget_usd=1.0,
+                    price_per_1k_prompt_usd=0.1, price_per_1k_completion_usd=0.2)
+    llm = build_language_model(cfg, tmp_path / "run")
     assert isinstance(llm, LedgerModel)
     chain = []
     layer = llm
@@ -452,4 +457,166 @@ def test_factory_layers(tmp_path):
         chain.append(type(layer).__name__)
         layer = getattr(layer, "inner", None)
     assert chain == ["LedgerModel", "BudgetedModel", "CachedModel", "RetryingModel", "LimitedModel", "LiteLLMModel"]
-    assert os.path.exists(tmp_path / "llm_cache.sqlite")
+    assert os.path.exists(tmp_path / ".llm_cache.sqlite")  # beside the run folder, shared by its runs
+
+
+# ---------------------------------------------------------------------------------------
+# bugs, prices, dropped parameters
+
+
+class Broken:
+    """A model with a bug of ours: every call raises TypeError."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def complete(self, request):
+        self.calls += 1
+        raise TypeError("a bug of ours")
+
+
+async def test_a_bug_is_not_retried_and_propagates():
+    broken = Broken()
+    llm = build_language_model(config(None, max_retries=4), None, base=broken)
+    with pytest.raises(TypeError, match="a bug of ours"):
+        await llm.complete(ask())
+    assert broken.calls == 1
+
+
+def test_classify_error_leaves_bugs_alone():
+    import httpx
+    import litellm
+
+    wrapped = litellm.APIConnectionError(message="bad argument", llm_provider="x", model="x")
+    wrapped.__cause__ = TypeError("bad argument")  # how litellm wraps a bug in a provider
+    assert classify_error(wrapped, "here") is None
+    assert classify_error(ValueError("ours"), "here") is None
+    assert classify_error(httpx.ConnectError("All connection attempts failed"), "here").kind == "connection"
+
+
+async def test_tokens_per_minute_limit(openai_server):
+    server = openai_server()
+    limited = LimitedModel(LiteLLMModel("openai/test-model", api_base=server.url), concurrency=10, tpm=100,
+                           window_s=0.5)
+    started = time.perf_counter()
+    # each call is estimated at its prompt's characters / 4 + 20 tokens (about 90): one fits the bucket
+    await asyncio.gather(*(limited.complete(ask(agent_id=i, max_tokens=20)) for i in range(4)))
+    assert time.perf_counter() - started >= 0.9  # the other three waited for the bucket to drain
+    assert server.count == 4
+
+
+def test_a_dollar_budget_needs_a_price():
+    with pytest.raises(pydantic.ValidationError,
+                       match=r"llm\.budget_usd: litellm has no price for the model 'openai/unpriced'"):
+        LLMConfig(model="openai/unpriced", budget_usd=1.0)
+    LLMConfig(model="openai/gpt-4o-mini", budget_usd=1.0)  # litellm knows its price
+    LLMConfig(budget_usd=1.0)  # the embedded model is free
+    LLMConfig(model="openai/test-model", budget_usd=1.0, price_per_1k_prompt_usd=0.5, price_per_1k_completion_usd=1)
+    with pytest.raises(pydantic.ValidationError, match="give both"):
+        LLMConfig(model="openai/test-model", price_per_1k_prompt_usd=0.5)
+
+
+async def test_scenario_prices_cost_the_calls_and_trip_a_dollar_budget(openai_server):
+    server = openai_server()
+    cfg = config(server, budget_usd=0.05, price_per_1k_prompt_usd=0.5, price_per_1k_completion_usd=1.0)
+    llm = build_language_model(cfg, None)
+    usage = (await llm.complete(ask())).usage
+    assert usage.cost_usd == pytest.approx((usage.prompt_tokens * 0.5 + usage.completion_tokens) / 1000)
+    budget = llm.find(BudgetedModel)
+    for n in range(1, 50):
+        if budget.exhausted:
+            break
+        await llm.complete(ask(agent_id=n))
+    assert budget.exhausted and budget.usd_used >= 0.05 and "$0.0500" in budget.message
+
+
+async def test_dropped_params_warn_once_and_reach_the_ledger(openai_server, tmp_path):
+    server = openai_server()
+    llm = build_language_model(config(server, model="deepinfra/test-model", seed=7), tmp_path / "run")
+    with pytest.warns(UserWarning, match="deepinfra/test-model does not take seed"):
+        await llm.complete(ask(agent_id=1))  # litellm says deepinfra takes no seed, and drops it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        await llm.complete(ask(agent_id=2))  # warned once
+    assert server.count == 2 and all("seed" not in body for body in server.requests)
+    llm.flush()
+    assert read_ledger(tmp_path / "run")["dropped_params"].to_list() == ["seed", "seed"]
+
+
+# ---------------------------------------------------------------------------------------
+# a shared cache, cache-only replays, and resume
+
+
+async def test_the_runs_of_one_output_folder_share_the_cache(openai_server, tmp_path):
+    server = openai_server()
+    for run in ("first", "second"):
+        llm = build_language_model(config(server, cache=True), tmp_path / run, run_id=run)
+        await llm.complete(ask())
+    assert server.count == 1
+
+
+async def test_cache_only_answers_from_the_cache_and_a_miss_is_one_clear_error(openai_server, tmp_path, monkeypatch):
+    server = openai_server()
+    paid = build_language_model(config(server, cache=True), tmp_path / "a", run_id="a")
+    original = await paid.complete(ask(agent_id=1, round=3))
+    monkeypatch.delenv("SIMWORLD_ABSENT_KEY", raising=False)  # a replay needs no key: it calls nothing
+    replay = build_language_model(config(server, cache_only=True, api_key_env="SIMWORLD_ABSENT_KEY"),
+                                  tmp_path / "b", run_id="b")
+    hit = await replay.complete(ask(agent_id=1, round=3))
+    assert hit.usage.cached and hit.text == original.text and server.count == 1
+    with pytest.raises(LLMCacheMiss) as info:
+        await replay.complete(ask(agent_id=2, round=3))
+    assert str(info.value) == "no cached answer for decide of agent 2 in round 3; replay needs the original run's cache"
+    assert server.count == 1
+
+
+def resume_config(server: FakeOpenAIServer) -> LLMConfig:
+    return config(server, cache=True, budget_tokens=10**6, budget_usd=100.0, price_per_1k_prompt_usd=0.5,
+                  price_per_1k_completion_usd=1.0)
+
+
+async def play(llm, rounds, agents: int = 3) -> None:
+    """Each round, every agent asks once, one after the other (the server's faults then fall
+    on the same requests in every run); invalid answers are part of the run."""
+    for r in rounds:
+        llm.set_round(r)
+        for a in range(agents):
+            try:
+                await llm.complete(ask(agent_id=a, text=f"{FILMS}\nRound {r}."))
+            except LLMOutputError:
+                pass
+
+
+@pytest.mark.parametrize("killed", ["before_flush", "after_flush"])
+async def test_a_resumed_run_has_the_ledger_and_budget_of_an_uninterrupted_one(openai_server, tmp_path, killed):
+    faults = {"fault_rate": 0.3, "fault_kinds": ("500", "invalid"), "seed": 5}
+    whole = build_language_model(resume_config(openai_server(**faults)), tmp_path / "u" / "run", run_id="run")
+    for r in (1, 2, 3):
+        await play(whole, [r])
+        whole.flush()  # the commit point of a round: flush, checkpoint, commit
+        whole.commit()
+    # the same run killed in round 2 (after its calls were paid), then resumed in a new process
+    server = openai_server(**faults)
+    first = build_language_model(resume_config(server), tmp_path / "k" / "run", run_id="run")
+    await play(first, [1])
+    first.flush()  # round 1 commits
+    first.commit()
+    await play(first, [2])
+    if killed == "after_flush":
+        first.flush()  # killed between the flush and round 2's checkpoint
+    paid = server.count
+    resumed = build_language_model(resume_config(server), tmp_path / "k" / "run", run_id="run")
+    resumed.restore(1)
+    await play(resumed, [2])
+    assert server.count == paid  # round 2 again: answered by the cache, reported as the calls paid for it
+    resumed.flush()
+    resumed.commit()
+    await play(resumed, [3])
+    resumed.flush()
+    ledgers = [read_ledger(tmp_path / f / "run").drop("latency_s") for f in ("u", "k")]
+    assert ledgers[0].equals(ledgers[1]), (ledgers[0], ledgers[1])
+    assert set(ledgers[0]["outcome"]) >= {"ok", "retry", "invalid_output"} and not ledgers[0]["cached"].any()
+    budgets = [llm.find(BudgetedModel) for llm in (whole, resumed)]
+    assert budgets[0].tokens_used == budgets[1].tokens_used
+    assert budgets[0].usd_used == pytest.approx(budgets[1].usd_used)
+    assert whole.summary() == pytest.approx(resumed.summary())

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 
 import polars as pl
+import pytest
+from typer.testing import CliRunner
 
-from simworld.llm import read_ledger
+from simworld import runner
+from simworld.cli import app
+from simworld.llm import LLMCacheMiss, read_ledger
 from simworld.recorder import read_events, read_summary
-from simworld.runner import run_scenario
+from simworld.runner import replay, run_scenario
 from tests.helpers import comparable, write_scenario
-from tests.openai_server import openai_server  # noqa: F401  (fixture)
+from tests.openai_server import default_answer, openai_server, prompt_text  # noqa: F401  (fixture)
 
 
 def scenario_text(url: str, policy: str = "kind: llm", llm_extra: str = "", rounds: int = 2) -> str:
@@ -154,3 +160,87 @@ def test_the_embedded_model_missing_is_one_clear_error(tmp_path, monkeypatch):
     else:
         raise AssertionError("a run needing the missing embedded model must fail")
     assert not (tmp_path / "runs" / "e" / "events.parquet").exists()
+
+
+HYBRID = "kind: hybrid, llm_fraction: 0.5, voice: true"
+
+
+def test_tokens_of_failed_attempts_reach_the_events(openai_server, tmp_path):
+    server = openai_server(fault_rate=0.3, fault_kinds=("invalid",), seed=2)
+    run_dir = run(tmp_path, scenario_text(server.url, policy=HYBRID))
+    events, ledger = read_events(run_dir), read_ledger(run_dir)
+    assert (ledger["outcome"] == "invalid_output").sum() > 0 and (events["policy"] == "fallback").sum() > 0
+    assert events["prompt_tokens"].sum() == ledger["prompt_tokens"].sum()
+    assert events["completion_tokens"].sum() == ledger["completion_tokens"].sum()
+
+
+def test_replay_reproduces_the_event_log_with_no_call_and_fails_clearly_on_a_missing_answer(openai_server,
+                                                                                            tmp_path):
+    server = openai_server(fault_rate=0.2, fault_kinds=("invalid", "500"), seed=4, retry_after_s=0.01)
+    first = run(tmp_path, scenario_text(server.url, policy=HYBRID), "orig")
+    calls = server.count
+    again = replay(first)
+    assert again == tmp_path / "runs" / "orig-replay" and server.count == calls
+    assert comparable(read_events(first)).drop("run_id").equals(comparable(read_events(again)).drop("run_id"))
+    ledger = read_ledger(again)
+    assert ledger["cached"].all() and ledger.height == read_ledger(first).height
+    # the same scenario and seed run again into the same output folder: the shared cache answers
+    rerun = run(tmp_path, scenario_text(server.url, policy=HYBRID), "rerun")
+    assert server.count == calls and read_ledger(rerun)["cached"].all()
+    # an answer missing from the cache: one sentence, exit code 2, no folder left behind
+    with sqlite3.connect(tmp_path / "runs" / ".llm_cache.sqlite") as db:
+        db.execute("DELETE FROM responses WHERE key = (SELECT key FROM responses WHERE round = 2 LIMIT 1)")
+    with pytest.raises(LLMCacheMiss):
+        replay(first)
+    result = CliRunner().invoke(app, ["replay", str(first)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert re.fullmatch(r"error: no cached answer for (decide|search|voice) of agent \d+ in round 2; "
+                        r"replay needs the original run's cache", message), message
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir()) == ["orig", "orig-replay", "rerun"]
+    assert server.count == calls
+
+
+def test_a_run_killed_mid_round_resumes_to_the_uninterrupted_ledger(openai_server, tmp_path):
+    server = openai_server()
+    path = write_scenario(tmp_path, scenario_text(server.url, policy=HYBRID, rounds=3))
+    whole = run_scenario(path, out_dir=tmp_path / "whole", run_id="r")
+    sim = runner.start(path, out_dir=tmp_path / "killed", run_id="r")
+    sim.step()  # round 1 commits
+    sim.world.run_round()  # round 2 pays for its calls, then the process dies before the commit
+    sim.close()
+    paid = server.count
+    resumed = runner.resume(tmp_path / "killed" / "r")
+    resumed.run()
+    resumed.close()
+    ledgers = [read_ledger(d).drop("latency_s", "call_id").sort("round", "agent_id", "purpose", "prompt_tokens")
+               for d in (whole, tmp_path / "killed" / "r")]
+    assert ledgers[0].equals(ledgers[1])
+    assert not ledgers[1]["cached"].any()  # round 2's answers came from the cache, reported as paid
+    assert server.count - paid == ledgers[0].filter(pl.col("round") == 3).height  # only round 3 was called
+    assert read_ledger(tmp_path / "killed" / "r")["call_id"].sort().to_list() == list(range(ledgers[1].height))
+    assert read_summary(whole)["llm"] == read_summary(tmp_path / "killed" / "r")["llm"]
+
+
+def rerank_answer(body: dict) -> str:
+    """The test server's answer: a re-ranking reverses the candidates the prompt lists."""
+    prompt = prompt_text(body)
+    if "ranking stage of a film recommender" not in prompt:
+        return default_answer(body)
+    return json.dumps({"ranking": [int(i) for i in re.findall(r"^(\d+): ", prompt, flags=re.MULTILINE)][::-1]})
+
+
+def test_a_resumed_run_still_reranks_with_the_llm(openai_server, tmp_path):
+    server = openai_server(answer=rerank_answer)
+    text = scenario_text(server.url, policy="kind: rule", rounds=3).replace(
+        "{name: popularity,", "{name: llm_rerank, params: {candidates: 6},")
+    sim = runner.start(write_scenario(tmp_path, text), out_dir=tmp_path / "runs", run_id="rr")
+    sim.step()
+    sim.step()
+    sim.close()  # the process ends after round 2
+    resumed = runner.resume(tmp_path / "runs" / "rr")
+    resumed.run()
+    assert not resumed.world.recommender.failures  # in particular, never "no_llm"
+    resumed.close()
+    rerank = read_ledger(tmp_path / "runs" / "rr").filter(pl.col("purpose") == "rerank")
+    assert set(rerank["round"]) == {2, 3} and server.count == rerank.height

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import pickle
+import asyncio
 
 import polars as pl
 import pytest
 
-from simworld.llm import LLMResponse, LLMUnavailableError, validate_output
+from simworld.aio import LoopRunner
+from simworld.llm import LLMCacheMiss, LLMResponse, LLMUnavailableError, validate_output
 from simworld.recommenders import RecommenderContext
+from simworld.recorder import CHECKPOINT, dump_state, read_checkpoint
 from simworld.recommenders.baselines import PopularityRecommender
 from simworld.recommenders.llm_rerank import LLMRerankConfig, LLMRerankRecommender, RerankAnswer
 from simworld.recommenders.testing import ReverseRankingLLM, contract_catalog, contract_interactions
@@ -20,18 +22,15 @@ class ScriptedLLM:
     def __init__(self, text: str | None = None, error: Exception | None = None):
         self.text, self.error, self.requests = text, error, []
 
-    def complete(self, request):
+    async def complete(self, request):
         self.requests.append(request)
         if self.error is not None:
             raise self.error
         return LLMResponse(text=self.text, parsed=validate_output(request, self.text))
 
-    async def acomplete(self, request):
-        return self.complete(request)
 
-
-def build(llm, **params) -> tuple[LLMRerankRecommender, PopularityRecommender]:
-    context = RecommenderContext(catalog=contract_catalog(), seed=3, llm=llm)
+def build(llm, loop=None, **params) -> tuple[LLMRerankRecommender, PopularityRecommender]:
+    context = RecommenderContext(catalog=contract_catalog(), seed=3, llm=llm, loop=loop)
     rec = LLMRerankRecommender(LLMRerankConfig(candidates=5, **params), context)
     base = PopularityRecommender(None, RecommenderContext(catalog=contract_catalog(), seed=3))
     data = contract_interactions()
@@ -55,7 +54,7 @@ def test_request_is_structured_and_names_the_history():
     rec.recommend([2], k=5)
     request = llm.requests[0]
     assert request.response_model is RerankAnswer and request.purpose == "rerank"
-    assert request.agent_id == 2 and request.seed == 3
+    assert request.agent_id == 2 and request.seed == rec.seed  # the run's seed for the recommender
     prompt = request.messages[-1]["content"]
     watched = contract_interactions().filter(pl.col("user_id") == 2)["item_id"].to_list()
     assert contract_catalog().get(watched[-1]).title in prompt
@@ -89,19 +88,58 @@ def test_cold_users_are_not_sent_to_the_llm():
     assert llm.calls == 0 and rec.cold_skipped == 1
 
 
-def test_unpicklable_llm_is_dropped_and_can_be_attached_again():
+def test_a_checkpoint_keeps_the_live_llm_and_loop_by_reference(tmp_path):
     class Live(ReverseRankingLLM):
         def __reduce__(self):
             raise TypeError("a live client")
 
-    rec, _ = build(Live())
+    loop = LoopRunner()
+    rec, _ = build(Live(), loop=loop)
     before = rec.recommend([1], k=5)
-    copy = pickle.loads(pickle.dumps(rec))
-    assert copy.llm is None
-    copy.attach_llm(ReverseRankingLLM())
-    assert copy.recommend([1], k=5) == before
+    shared = {"catalog": rec.catalog, "llm": rec.llm, "loop": loop}
+    (tmp_path / CHECKPOINT).write_bytes(dump_state({"recommender": rec}, shared))
+    # a resumed run: a new process, with its own live LLM and loop
+    new_llm, new_loop = Live(), LoopRunner()
+    copy = read_checkpoint(tmp_path, catalog=rec.catalog, llm=new_llm, loop=new_loop)["recommender"]
+    assert copy.llm is new_llm and copy.context.loop is new_loop
+    assert copy.recommend([1], k=5) == before and new_llm.calls == 1
+    loop.close()
+    new_loop.close()
 
 
 def test_base_cannot_be_itself():
     with pytest.raises(ValueError):
         LLMRerankRecommender(LLMRerankConfig(base="llm_rerank"), RecommenderContext(catalog=contract_catalog()))
+
+
+def test_a_replay_missing_an_answer_fails_instead_of_keeping_the_base_order():
+    rec, _ = build(ScriptedLLM(error=LLMCacheMiss("no cached answer for rerank of agent 1 in round 2; "
+                                                  "replay needs the original run's cache")))
+    with pytest.raises(LLMCacheMiss):
+        rec.recommend([1], k=5)
+    assert not rec.failures
+
+
+class InFlightLLM(ReverseRankingLLM):
+    """Counts the calls in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = self.most = 0
+
+    async def complete(self, request):
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await asyncio.sleep(0.01)
+        try:
+            return await super().complete(request)
+        finally:
+            self.in_flight -= 1
+
+
+def test_a_batch_runs_its_calls_concurrently_on_the_runs_loop():
+    llm, loop = InFlightLLM(), LoopRunner()
+    rec, _ = build(llm, loop=loop)
+    rec.recommend([1, 2, 3], k=5)
+    assert llm.calls == 3 and llm.most == 3
+    loop.close()

@@ -1,16 +1,18 @@
-"""LLM access for simworld: one `LanguageModel` interface, litellm inside, wrappers around.
+"""LLM access for simworld: one async `LanguageModel` method, litellm inside, wrappers around.
 
 A leaf of the package: it knows nothing of agents, worlds or recommenders. Importing it
-does not import litellm (that happens on the first call) and touches no network.
+does not import litellm (that happens when a model is built) and touches no network.
 
     from simworld.llm import LLMConfig, LLMRequest, build_language_model
 
     llm = build_language_model(LLMConfig(), run_dir, run_id="r1")
-    llm.set_round(0)
-    reply = await llm.acomplete(LLMRequest(messages=[...], response_model=Decision,
-                                           purpose="decide", agent_id=7))
-    reply.parsed      # a validated Decision
+    llm.set_round(1)
+    reply = await llm.complete(LLMRequest(messages=[...], response_model=Decision,
+                                          purpose="decide", agent_id=7))
+    reply.parsed      # a validated Decision; reply.usage: tokens, cost, latency, cached, retries
     llm.flush()       # appends the round's calls to run_dir/llm_calls.parquet
+
+Sync code runs the coroutine on the event loop it is given (the world's).
 """
 
 from simworld.llm.cache import CACHE_FILENAME, CachedModel, ResponseCache, cache_key
@@ -22,6 +24,7 @@ from simworld.llm.litellm_model import LiteLLMModel, classify_error
 from simworld.llm.types import (
     BudgetExceeded,
     LanguageModel,
+    LLMCacheMiss,
     LLMError,
     LLMOutputError,
     LLMRequest,
@@ -29,41 +32,17 @@ from simworld.llm.types import (
     LLMResponse,
     LLMTransientError,
     LLMUnavailableError,
+    LLMUsage,
     validate_output,
 )
 from simworld.llm.wrappers import BudgetedModel, LimitedModel, ModelWrapper, RetryingModel, find_layer
 
+
 __all__ = [
-    "BudgetExceeded",
-    "BudgetedModel",
-    "CACHE_FILENAME",
-    "CachedModel",
-    "DeploymentConfig",
-    "EMBEDDED_MODEL",
-    "EmbeddedEngine",
-    "EmbeddedModelMissing",
-    "INSTALL_HINT",
-    "LEDGER_FILENAME",
-    "LLMConfig",
-    "LLMError",
-    "LLMOutputError",
-    "LLMRequest",
-    "LLMRequestError",
-    "LLMResponse",
-    "LLMTransientError",
-    "LLMUnavailableError",
-    "LanguageModel",
-    "LedgerModel",
-    "LimitedModel",
-    "LiteLLMModel",
-    "ModelWrapper",
-    "ResponseCache",
-    "RetryingModel",
-    "build_language_model",
-    "cache_key",
-    "classify_error",
-    "embedded_available",
-    "find_layer",
-    "read_ledger",
-    "validate_output",
+    "BudgetExceeded", "BudgetedModel", "CACHE_FILENAME", "CachedModel", "DeploymentConfig", "EMBEDDED_MODEL",
+    "EmbeddedEngine", "EmbeddedModelMissing", "INSTALL_HINT", "LEDGER_FILENAME", "LLMCacheMiss", "LLMConfig",
+    "LLMError", "LLMOutputError", "LLMRequest", "LLMRequestError", "LLMResponse", "LLMTransientError",
+    "LLMUnavailableError", "LLMUsage", "LanguageModel", "LedgerModel", "LimitedModel", "LiteLLMModel",
+    "ModelWrapper", "ResponseCache", "RetryingModel", "build_language_model", "cache_key", "classify_error",
+    "embedded_available", "find_layer", "read_ledger", "validate_output",
 ]

@@ -1,14 +1,21 @@
-"""`CachedModel`: a SQLite response cache, so that re-running a scenario makes no calls.
+"""`CachedModel`: a SQLite response cache shared by the runs of an output folder.
 
 The key is a sha256 of the model name, the messages, the parameters (temperature,
-max_tokens), the seed and the JSON schema asked for. It never includes an API key or an
-endpoint. Replies that fail the schema are cached too (as raw text, re-validated on a
-hit), so a replay takes the same fallbacks as the original run.
+max_tokens), the seed and the JSON schema asked for; never an API key or an endpoint.
+Replies that fail the schema are cached too (raw text, re-validated on a hit), so a re-run
+takes the same fallbacks as the original.
+
+The cache is also the journal of the calls a run paid for: each answer records the run,
+round and process (session) that paid for it. After `resume_from(committed_round)`, a hit
+on an answer this run paid for in a round that never committed, in an earlier process, is
+reported exactly like the original call (not cached; its tokens, cost, latency and
+retries), once: the resumed run's ledger equals an uninterrupted run's.
+
+With `cache_only` (a replay) a miss raises `LLMCacheMiss` and nothing is called.
 
 Safe under concurrency: one connection per process guarded by a lock, WAL journal, and
-identical requests in flight at the same time make one call (single flight). Several
-processes can share a cache folder (SQLite's own locking; the first answer stored wins
-and every caller returns the stored answer, so two runs cannot disagree).
+identical requests in flight at once make one call (single flight). Several processes can
+share the file (SQLite's locking; the first answer stored wins, and every caller returns it).
 """
 
 from __future__ import annotations
@@ -18,33 +25,32 @@ import hashlib
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from simworld.llm.types import (
     LanguageModel,
+    LLMCacheMiss,
     LLMOutputError,
     LLMRequest,
     LLMResponse,
+    LLMUsage,
+    answer,
     canonical_json,
-    validate_output,
 )
 from simworld.llm.wrappers import ModelWrapper
 
-CACHE_FILENAME = "llm_cache.sqlite"
+CACHE_FILENAME = ".llm_cache.sqlite"
 KEY_VERSION = 1
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
-    key TEXT PRIMARY KEY,
-    model TEXT NOT NULL,
-    text TEXT NOT NULL,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    cost_usd REAL,
-    created_at REAL NOT NULL
-)
-"""
+_TABLE = """CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT NOT NULL,
+    text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    cost_usd REAL, created_at REAL NOT NULL)"""
+# added since the first version; older files get them on open
+_ADDED = {"latency_s": "REAL", "retries": "INTEGER", "dropped": "TEXT", "run_id": "TEXT", "round": "INTEGER",
+          "session": "TEXT"}
+_COLUMNS = ("model", "text", "prompt_tokens", "completion_tokens", "cost_usd", *_ADDED)
 
 
 def cache_key(model: str, request: LLMRequest) -> str:
@@ -62,47 +68,48 @@ def cache_key(model: str, request: LLMRequest) -> str:
 
 
 class ResponseCache:
-    """The SQLite table behind `CachedModel` (usable on its own)."""
+    """The SQLite table behind `CachedModel`: answers by key, as dicts of `_COLUMNS`."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None
-        )
+        self._conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(_SCHEMA)
+        self._conn.execute(_TABLE)
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(responses)")}
+        for name, kind in _ADDED.items():
+            if name not in have:
+                try:
+                    self._conn.execute(f"ALTER TABLE responses ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError:  # another process added it first
+                    pass
 
-    def get(self, key: str) -> tuple | None:
+    def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
-            row = self._conn.execute(
-                "SELECT model, text, prompt_tokens, completion_tokens, cost_usd FROM responses WHERE key=?",
-                (key,),
-            ).fetchone()
-        return row
+            row = self._conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM responses WHERE key=?", (key,)).fetchone()
+        return dict(zip(_COLUMNS, row)) if row is not None else None
 
-    def put(
-        self,
-        key: str,
-        *,
-        model: str,
-        text: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cost_usd: float | None,
-    ) -> tuple:
+    def put(self, key: str, entry: dict[str, Any]) -> dict[str, Any]:
         """Store an answer unless one is there already; return the stored one."""
+        names = ("key", "created_at", *entry)
         with self._lock:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, model, text, prompt_tokens, completion_tokens, cost_usd, time.time()),
-            )
-            return self._conn.execute(
-                "SELECT model, text, prompt_tokens, completion_tokens, cost_usd FROM responses WHERE key=?",
-                (key,),
-            ).fetchone()
+            self._conn.execute(f"INSERT OR IGNORE INTO responses ({', '.join(names)}) "
+                               f"VALUES ({', '.join('?' * len(names))})", (key, time.time(), *entry.values()))
+        return self.get(key)  # type: ignore[return-value]
+
+    def claim(self, key: str, run_id: str, after_round: int, session: str) -> bool:
+        """Take over an answer `run_id` paid for after `after_round` in another session; True once."""
+        with self._lock:
+            cursor = self._conn.execute(
+                "UPDATE responses SET session=? WHERE key=? AND run_id=? AND round>? AND session IS NOT ?",
+                (session, key, run_id, after_round, session))
+        return cursor.rowcount == 1
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM responses WHERE key=?", (key,))
 
     def __len__(self) -> int:
         with self._lock:
@@ -118,125 +125,88 @@ class CachedModel(ModelWrapper):
 
     `model_name` names the model in the key (for a Router, its group name). `defaults`
     (temperature, max_tokens, seed) fill the request's unset parameters before the key is
-    computed, exactly as the model below would fill them.
+    computed, exactly as the model below fills them. `run_id` marks the answers this run
+    pays for (see the module docstring).
     """
 
-    def __init__(
-        self,
-        inner: LanguageModel,
-        path: Path,
-        *,
-        model_name: str,
-        defaults: dict[str, Any] | None = None,
-    ):
-        super().__init__(inner)
+    def __init__(self, inner: LanguageModel | None, path: Path, *, model_name: str,
+                 defaults: dict[str, Any] | None = None, run_id: str = "", cache_only: bool = False):
+        super().__init__(inner)  # type: ignore[arg-type]
         self.cache = ResponseCache(path)
-        self.model_name = model_name
+        self.model_name, self.run_id, self.cache_only = model_name, run_id, cache_only
         self.defaults = {"temperature": None, "max_tokens": None, "seed": None, **(defaults or {})}
-        self.hits = 0
-        self.misses = 0
+        self.session = uuid.uuid4().hex
+        self.resumed_from: int | None = None
+        self.hits = self.misses = 0
         self._inflight: dict[tuple[int, str], asyncio.Future] = {}
-        self._inflight_lock = threading.Lock()
 
     def key(self, request: LLMRequest) -> str:
         return cache_key(self.model_name, request.with_defaults(**self.defaults))
 
-    def _from_row(self, request: LLMRequest, row: tuple, started: float) -> LLMResponse:
-        model, text, prompt_tokens, completion_tokens, _cost = row
-        latency = time.perf_counter() - started
-        try:
-            parsed = validate_output(request, text)
-        except LLMOutputError as exc:
-            raise LLMOutputError(
-                text,
-                exc.validation_error,
-                model=model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                cost_usd=0.0,
-                latency_s=latency,
-                cached=True,
-            ) from None
-        return LLMResponse(
-            text=text,
-            parsed=parsed,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=0.0,
-            latency_s=latency,
-            cached=True,
-            model=model,
-        )
+    def resume_from(self, committed_round: int) -> None:
+        """This process resumes the run after `committed_round`: answers the run paid for in
+        later rounds are reported as the paid calls they were (once each)."""
+        self.resumed_from = committed_round
 
-    def _store(self, key: str, request: LLMRequest, result: LLMResponse | LLMOutputError) -> tuple:
-        return self.cache.put(
-            key,
-            model=result.model or self.model_name,
-            text=result.text if isinstance(result, LLMResponse) else result.raw_text,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            cost_usd=result.cost_usd,
-        )
+    def _hit(self, request: LLMRequest, key: str, entry: dict[str, Any], started: float) -> LLMResponse:
+        paid = (self.resumed_from is not None and entry["run_id"] == self.run_id and entry["round"] is not None
+                and entry["round"] > self.resumed_from
+                and self.cache.claim(key, self.run_id, self.resumed_from, self.session))
+        if not paid:
+            self.hits += 1
+        usage = LLMUsage(
+            model=entry["model"], prompt_tokens=entry["prompt_tokens"], completion_tokens=entry["completion_tokens"],
+            cost_usd=entry["cost_usd"] if paid else 0.0,
+            latency_s=(entry["latency_s"] or 0.0) if paid else time.perf_counter() - started,
+            cached=not paid, retries=(entry["retries"] or 0) if paid else 0,
+            dropped_params=tuple(p for p in (entry["dropped"] or "").split(",") if p) if paid else ())
+        return answer(request, entry["text"], usage)
 
-    def _settle(self, request: LLMRequest, key: str, result: LLMResponse | LLMOutputError) -> LLMResponse:
-        """Store a fresh result; if another caller stored first, answer with theirs."""
-        stored = self._store(key, request, result)
-        text = result.text if isinstance(result, LLMResponse) else result.raw_text
-        if stored[1] != text:
-            return self._from_row(request, stored, time.perf_counter())
-        if isinstance(result, LLMOutputError):
-            raise result
-        return result
+    def _store(self, key: str, request: LLMRequest, result: LLMResponse | LLMOutputError) -> dict[str, Any]:
+        u = result.usage
+        return self.cache.put(key, {
+            "model": u.model or self.model_name, "text": _text(result), "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd, "latency_s": u.latency_s,
+            "retries": u.retries, "dropped": ",".join(u.dropped_params), "run_id": self.run_id,
+            "round": request.round, "session": self.session})
 
-    async def acomplete(self, request: LLMRequest) -> LLMResponse:
+    async def complete(self, request: LLMRequest) -> LLMResponse:
         started = time.perf_counter()
         key = self.key(request)
-        row = self.cache.get(key)
-        if row is not None:
-            self.hits += 1
-            return self._from_row(request, row, started)
-        loop = asyncio.get_running_loop()
-        flight = (id(loop), key)
-        with self._inflight_lock:
+        flight = (id(asyncio.get_running_loop()), key)
+        while True:
+            entry = self.cache.get(key)
+            if entry is not None:
+                return self._hit(request, key, entry, started)
+            if self.cache_only:
+                raise LLMCacheMiss(f"no cached answer for {request.describe()}; "
+                                   "replay needs the original run's cache")
             leader = self._inflight.get(flight)
             if leader is None:
-                future: asyncio.Future = loop.create_future()
-                self._inflight[flight] = future
-        if leader is not None:
-            # an identical request is already out: wait for it, then answer from the cache
-            await asyncio.shield(leader)
-            row = self.cache.get(key)
-            if row is not None:
-                self.hits += 1
-                return self._from_row(request, row, started)
-            return await self.acomplete(request)  # the leader failed: try ourselves
+                break
+            await asyncio.shield(leader)  # an identical request is out: wait, then read (or lead)
+        self._inflight[flight] = done = asyncio.get_running_loop().create_future()
         self.misses += 1
         try:
             try:
-                response = await self.inner.acomplete(request)
+                result: LLMResponse | LLMOutputError = await self.inner.complete(request)
             except LLMOutputError as exc:
-                return self._settle(request, key, exc)
-            return self._settle(request, key, response)
+                result = exc
+            stored = self._store(key, request, result)
+            if stored["text"] != _text(result):  # another process stored first: answer with theirs
+                return self._hit(request, key, stored, started)
+            if isinstance(result, LLMOutputError):
+                raise result
+            return result
         finally:
-            with self._inflight_lock:
-                self._inflight.pop(flight, None)
-            if not future.done():
-                future.set_result(None)
-
-    def complete(self, request: LLMRequest) -> LLMResponse:
-        started = time.perf_counter()
-        key = self.key(request)
-        row = self.cache.get(key)
-        if row is not None:
-            self.hits += 1
-            return self._from_row(request, row, started)
-        self.misses += 1
-        try:
-            response = self.inner.complete(request)
-        except LLMOutputError as exc:
-            return self._settle(request, key, exc)
-        return self._settle(request, key, response)
+            self._inflight.pop(flight, None)
+            done.set_result(None)
 
     def close(self) -> None:
         self.cache.close()
-        super().close()
+        if self.inner is not None:
+            super().close()
+
+
+def _text(result: LLMResponse | LLMOutputError) -> str:
+    return result.text if isinstance(result, LLMResponse) else result.raw_text

@@ -27,6 +27,20 @@ def _check_env_name(value: str | None) -> str | None:
     return value
 
 
+def has_price(model: str) -> bool:
+    """Whether litellm knows `model`'s price (the embedded model is free). Imports litellm,
+    so it is asked only when a dollar budget is set."""
+    if model.startswith("local/"):
+        return True
+    from simworld.llm._lite import litellm
+
+    try:
+        info = litellm().get_model_info(model)
+    except Exception:  # noqa: BLE001 - litellm raises for a model it does not know
+        return False
+    return info.get("input_cost_per_token") is not None
+
+
 class DeploymentConfig(BaseModel):
     """One deployment behind a litellm Router (a key, an endpoint, or a model)."""
 
@@ -77,10 +91,17 @@ class LLMConfig(BaseModel):
     tpm: int | None = Field(default=None, gt=0, description="tokens per minute, whole run")
     cache: bool = True
     cache_dir: Path | None = Field(
-        default=None, description="shared response cache folder; default: the run folder"
+        default=None, description="response cache folder; default: the output folder, shared by its runs"
     )
+    cache_only: bool = Field(default=False, description="answer only from the response cache (a replay): "
+                             "a request it has no answer for is an error, and no call is made")
     budget_tokens: int | None = Field(default=None, gt=0)
     budget_usd: float | None = Field(default=None, gt=0)
+    price_per_1k_prompt_usd: float | None = Field(
+        default=None, ge=0, description="USD per 1,000 prompt tokens; given, it prices every call (needed for "
+        "budget_usd with a model litellm has no price for)")
+    price_per_1k_completion_usd: float | None = Field(
+        default=None, ge=0, description="USD per 1,000 completion tokens; see price_per_1k_prompt_usd")
     deployments: tuple[DeploymentConfig, ...] = ()
 
     @field_validator("api_key_env")
@@ -94,7 +115,23 @@ class LLMConfig(BaseModel):
             raise ValueError(
                 "with deployments, give api_base and api_key_env per deployment, not at the top"
             )
+        if (self.price_per_1k_prompt_usd is None) != (self.price_per_1k_completion_usd is None):
+            raise ValueError("give both price_per_1k_prompt_usd and price_per_1k_completion_usd, or neither")
+        if self.budget_usd is not None and self.prices is None:
+            unpriced = [m for m in [d.model for d in self.deployments] or [self.model] if not has_price(m)]
+            if unpriced:
+                raise ValueError(
+                    f"llm.budget_usd: litellm has no price for the model {unpriced[0]!r}, so a dollar budget "
+                    "would never be reached; give llm.price_per_1k_prompt_usd and "
+                    "llm.price_per_1k_completion_usd, or cap llm.budget_tokens instead")
         return self
+
+    @property
+    def prices(self) -> tuple[float, float] | None:
+        """The scenario's (prompt, completion) USD per 1,000 tokens, or None."""
+        if self.price_per_1k_prompt_usd is None or self.price_per_1k_completion_usd is None:
+            return None
+        return self.price_per_1k_prompt_usd, self.price_per_1k_completion_usd
 
     @property
     def is_embedded(self) -> bool:

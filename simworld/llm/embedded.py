@@ -13,8 +13,8 @@ schemas, so grammars are cached per schema, in memory for the process and on dis
 the schema.
 
 The model is loaded once per process (about 0.1 s, ~235 MB) on first use. llama.cpp is
-not re-entrant: generations are serialised by a lock, and the async path runs them in a
-worker thread so the event loop stays free.
+not re-entrant: generations are serialised by a lock and run in a worker thread, so the
+event loop stays free.
 """
 
 from __future__ import annotations
@@ -287,10 +287,6 @@ def _make_handler(lt):
                     "total_tokens": int(usage.get("total_tokens", 0)),
                 },
             )
-
-        def completion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
-                       encoding, api_key, logging_obj, optional_params, *args, **kwargs):
-            return self._run(model, messages, optional_params, model_response)
 
         async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
                               encoding, api_key, logging_obj, optional_params, *args, **kwargs):

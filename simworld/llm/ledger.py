@@ -1,59 +1,43 @@
 """`LedgerModel`: one row per LLM call, written to `llm_calls.parquet` in the run folder.
 
-Columns (see `LEDGER_SCHEMA`): run_id, round, call_id, agent_id, purpose, model,
-prompt_tokens, completion_tokens, total_tokens, cost_usd (null where litellm does not
-know the price; 0 for cache hits and the embedded model), latency_s, cached, retries,
-outcome (ok | retry | error | invalid_output | budget), error (one line, secrets
-redacted).
+Columns (see `_schema`): run_id, round, call_id, agent_id, purpose, model, prompt_tokens,
+completion_tokens, total_tokens, cost_usd (null where no price is known; 0 for cache hits
+and the embedded model), latency_s, cached, retries, outcome (ok | retry | error |
+invalid_output | budget | cache_miss), error (one line, secrets redacted), dropped_params
+(what litellm dropped because the provider does not take it, e.g. "seed").
 
-`flush()` rewrites the whole file atomically (temporary file + rename), so a crash loses
-at most the calls made since the last flush (the world flushes at the end of each
-round), and the file on disk is always complete and readable.
+The run's life: `set_round(n)` at the start of a round; `flush()` before the round's
+checkpoint (an atomic rewrite: temporary file + rename), `commit()` after it. On resume,
+`restore(committed_round)` drops the rows of rounds that never committed, re-derives the
+next call id and the budget's counters from the rows kept, and has the response cache report
+the answers already paid for in the replayed round as the paid calls they were. A resumed
+run's ledger thus equals an uninterrupted run's, wherever it was killed.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from simworld.llm.types import (
-    LanguageModel,
-    LLMError,
-    LLMOutputError,
-    LLMRequest,
-    LLMResponse,
-)
-from simworld.llm.wrappers import ModelWrapper
+from simworld.llm.cache import CachedModel
+from simworld.llm.types import LanguageModel, LLMError, LLMOutputError, LLMRequest, LLMResponse, LLMUsage
+from simworld.llm.wrappers import BudgetedModel, ModelWrapper
 
 LEDGER_FILENAME = "llm_calls.parquet"
-
-OUTCOMES = ("ok", "retry", "error", "invalid_output", "budget")
+OUTCOMES = ("ok", "retry", "error", "invalid_output", "budget", "cache_miss")
 
 
 def _schema() -> dict[str, Any]:
     import polars as pl
 
-    return {
-        "run_id": pl.Utf8,
-        "round": pl.Int64,
-        "call_id": pl.Int64,
-        "agent_id": pl.Int64,
-        "purpose": pl.Utf8,
-        "model": pl.Utf8,
-        "prompt_tokens": pl.Int64,
-        "completion_tokens": pl.Int64,
-        "total_tokens": pl.Int64,
-        "cost_usd": pl.Float64,
-        "latency_s": pl.Float64,
-        "cached": pl.Boolean,
-        "retries": pl.Int64,
-        "outcome": pl.Utf8,
-        "error": pl.Utf8,
-    }
+    return {"run_id": pl.Utf8, "round": pl.Int64, "call_id": pl.Int64, "agent_id": pl.Int64, "purpose": pl.Utf8,
+            "model": pl.Utf8, "prompt_tokens": pl.Int64, "completion_tokens": pl.Int64, "total_tokens": pl.Int64,
+            "cost_usd": pl.Float64, "latency_s": pl.Float64, "cached": pl.Boolean, "retries": pl.Int64,
+            "outcome": pl.Utf8, "error": pl.Utf8, "dropped_params": pl.Utf8}
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -68,217 +52,158 @@ def secrets_from_env(env_names: list[str]) -> list[str]:
     return [os.environ[n] for n in env_names if os.environ.get(n)]
 
 
-class LedgerModel(ModelWrapper):
-    """Records every call that passes through it; `flush()` writes them to the run folder.
+def _empty():
+    import polars as pl
 
-    Set `round` (or call `set_round`) at the start of each round; a request's own
-    `round`, when given, wins. `secret_env` names environment variables whose values
-    must never be written (they are redacted from error messages).
+    return pl.DataFrame(schema=_schema())
+
+
+def read_ledger(run_dir: Path):
+    """The ledger of a run folder (or a .parquet path) as a polars DataFrame (empty if none)."""
+    import polars as pl
+
+    path = Path(run_dir)
+    path = path if path.suffix == ".parquet" else path / LEDGER_FILENAME
+    if not path.is_file():
+        return _empty()
+    frame = pl.read_parquet(path)
+    missing = [pl.lit(None, dtype).alias(name) for name, dtype in _schema().items() if name not in frame.columns]
+    return frame.with_columns(missing) if missing else frame  # a file from before a column was added
+
+
+class LedgerModel(ModelWrapper):
+    """Records every call that passes through it, in memory until `flush()`.
+
+    A request's own `round` wins over `set_round`'s. `secret_env` names the environment
+    variables whose values must never be written (they are redacted from error messages).
     """
 
-    def __init__(
-        self,
-        inner: LanguageModel,
-        *,
-        run_id: str = "",
-        run_dir: Path | None = None,
-        model_name: str = "",
-        secret_env: list[str] | None = None,
-    ):
+    def __init__(self, inner: LanguageModel, *, run_id: str = "", run_dir: Path | None = None,
+                 model_name: str = "", secret_env: list[str] | None = None):
         super().__init__(inner)
-        self.run_id = run_id
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.model_name = model_name
+        self.run_id, self.model_name = run_id, model_name
+        self.path = Path(run_dir) / LEDGER_FILENAME if run_dir is not None else None
         self.secret_env = list(secret_env or [])
         self.round: int | None = None
-        self._rows: list[dict[str, Any]] = []
-        self._flushed = None  # polars.DataFrame of rows already on disk
         self._lock = threading.Lock()
-        self._ids = itertools.count()
-        # running totals (all calls, flushed or not)
-        self.calls = 0
-        self.tokens = 0
-        self.cost_usd = 0.0
-        self.cache_hits = 0
-        self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self._rows: list[dict[str, Any]] = []
+        self._set_known(read_ledger(self.path) if self.path is not None else _empty())
 
     def set_round(self, round_: int | None) -> None:
         self.round = round_
 
-    # -- recording
-    def _record(
-        self,
-        request: LLMRequest,
-        call_id: int,
-        *,
-        model: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cost_usd: float | None,
-        latency_s: float,
-        cached: bool,
-        retries: int,
-        outcome: str,
-        error: str | None,
-    ) -> None:
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        if request.round is None and self.round is not None:
+            request = replace(request, round=self.round)
+        with self._lock:
+            call_id, self._next_id = self._next_id, self._next_id + 1
+        started = time.perf_counter()
+        try:
+            response = await self.inner.complete(request)
+        except LLMError as exc:
+            error = exc.validation_error if isinstance(exc, LLMOutputError) else str(exc)
+            self._record(request, call_id, exc.usage, exc.outcome, error, started)
+            raise
+        self._record(request, call_id, response.usage, "retry" if response.usage.retries else "ok", None, started)
+        return response
+
+    def _record(self, request: LLMRequest, call_id: int, usage: LLMUsage, outcome: str, error: str | None,
+                started: float) -> None:
         if error is not None:
             error = redact(" ".join(error.split())[:500], secrets_from_env(self.secret_env))
-        row = {
-            "run_id": self.run_id,
-            "round": request.round if request.round is not None else self.round,
-            "call_id": call_id,
-            "agent_id": request.agent_id,
-            "purpose": request.purpose,
-            "model": model or self.model_name,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "cost_usd": cost_usd,
-            "latency_s": latency_s,
-            "cached": cached,
-            "retries": retries,
-            "outcome": outcome,
-            "error": error,
-        }
+        row = {"run_id": self.run_id, "round": request.round, "call_id": call_id, "agent_id": request.agent_id,
+               "purpose": request.purpose, "model": usage.model or self.model_name,
+               "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+               "total_tokens": usage.total_tokens, "cost_usd": usage.cost_usd,
+               "latency_s": usage.latency_s or (time.perf_counter() - started), "cached": usage.cached,
+               "retries": usage.retries, "outcome": outcome, "error": error,
+               "dropped_params": ",".join(usage.dropped_params) or None}
         with self._lock:
             self._rows.append(row)
-            self.calls += 1
-            self.tokens += prompt_tokens + completion_tokens
-            self.cost_usd += cost_usd or 0.0
-            self.cache_hits += int(cached)
-            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
-    def _ok(self, request: LLMRequest, call_id: int, r: LLMResponse) -> None:
-        self._record(
-            request,
-            call_id,
-            model=r.model,
-            prompt_tokens=r.prompt_tokens,
-            completion_tokens=r.completion_tokens,
-            cost_usd=r.cost_usd,
-            latency_s=r.latency_s,
-            cached=r.cached,
-            retries=r.retries,
-            outcome="retry" if r.retries else "ok",
-            error=None,
-        )
+    # -- the run's life
+    def flush(self) -> Path | None:
+        """Append the calls recorded since the last flush to the run folder's file, atomically.
+        Rows another stack wrote to the same file meanwhile are kept. No run folder: no-op."""
+        if self.path is None:
+            return None
+        import polars as pl
 
-    def _failed(self, request: LLMRequest, call_id: int, exc: LLMError, started: float) -> None:
-        if isinstance(exc, LLMOutputError):
-            self._record(
-                request,
-                call_id,
-                model=exc.model,
-                prompt_tokens=exc.prompt_tokens,
-                completion_tokens=exc.completion_tokens,
-                cost_usd=exc.cost_usd,
-                latency_s=exc.latency_s or (time.perf_counter() - started),
-                cached=exc.cached,
-                retries=exc.retries,
-                outcome="invalid_output",
-                error=exc.validation_error,
-            )
-        else:
-            self._record(
-                request,
-                call_id,
-                model="",
-                prompt_tokens=0,
-                completion_tokens=0,
-                cost_usd=None,
-                latency_s=time.perf_counter() - started,
-                cached=False,
-                retries=exc.retries,
-                outcome=exc.outcome,
-                error=str(exc),
-            )
+        with self._lock:
+            rows, self._rows = self._rows, []
+        frame = read_ledger(self.path)
+        if rows or not self.path.is_file():
+            frame = pl.concat([frame, pl.DataFrame(rows, schema=_schema())], how="vertical_relaxed")
+            self._write(frame)
+        self._set_known(frame)
+        return self.path
 
-    async def acomplete(self, request: LLMRequest) -> LLMResponse:
-        call_id = next(self._ids)
-        started = time.perf_counter()
-        try:
-            response = await self.inner.acomplete(request)
-        except LLMError as exc:
-            self._failed(request, call_id, exc, started)
-            raise
-        self._ok(request, call_id, response)
-        return response
+    def restore(self, committed_round: int) -> None:
+        """Resume after `committed_round`: drop the rows of later rounds from the file, take the
+        next call id and the budget's counters from the rows kept, and let the cache report the
+        answers paid for in the uncommitted round as paid (see `CachedModel.resume_from`)."""
+        import polars as pl
 
-    def complete(self, request: LLMRequest) -> LLMResponse:
-        call_id = next(self._ids)
-        started = time.perf_counter()
-        try:
-            response = self.inner.complete(request)
-        except LLMError as exc:
-            self._failed(request, call_id, exc, started)
-            raise
-        self._ok(request, call_id, response)
-        return response
+        with self._lock:
+            self._rows = []
+        frame = read_ledger(self.path) if self.path is not None else self._known
+        kept = frame.filter(pl.col("round").is_null() | (pl.col("round") <= committed_round))
+        if self.path is not None and kept.height != frame.height:
+            self._write(kept)
+        self._set_known(kept)
+        cache = self.find(CachedModel)
+        if cache is not None:
+            cache.resume_from(committed_round)
 
-    # -- output
+    def commit(self) -> None:
+        """The current round is committed (its checkpoint is written). After a resume, answers
+        paid for in it are no longer those of an uncommitted round."""
+        cache = self.find(CachedModel)
+        if cache is not None and cache.resumed_from is not None and self.round is not None:
+            cache.resume_from(max(cache.resumed_from, self.round))
+
+    def _write(self, frame) -> None:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        frame.write_parquet(tmp)
+        os.replace(tmp, self.path)
+
+    def _set_known(self, frame) -> None:
+        """`frame` is what the file holds now: the next call id and the budget follow from it."""
+        import polars as pl
+
+        with self._lock:
+            self._known = frame
+            self._next_id = int(frame["call_id"].max()) + 1 if frame.height else 0
+            pending = pl.DataFrame(self._rows, schema=_schema())
+        budget = self.find(BudgetedModel)
+        if budget is not None:  # the budget counts what the ledger counts
+            every = pl.concat([frame, pending], how="vertical_relaxed")
+            budget.tokens_used = int(every["total_tokens"].sum())
+            budget.usd_used = float(every.filter(~pl.col("cached"))["cost_usd"].sum() or 0.0)
+
+    # -- reading
+    def frame(self):
+        """Every call of the run: those in the file and those not yet flushed."""
+        import polars as pl
+
+        with self._lock:
+            rows, known = list(self._rows), self._known
+        return pl.concat([known, pl.DataFrame(rows, schema=_schema())], how="vertical_relaxed") if rows else known
+
     def pending(self) -> int:
         with self._lock:
             return len(self._rows)
 
-    def frame(self):
-        """Every call recorded by this ledger (flushed and pending) as a polars DataFrame."""
-        import polars as pl
-
-        with self._lock:
-            rows = list(self._rows)
-            flushed = self._flushed
-        new = pl.DataFrame(rows, schema=_schema()) if rows else pl.DataFrame(schema=_schema())
-        return pl.concat([flushed, new]) if flushed is not None else new
-
-    def flush(self, path: Path | None = None) -> Path:
-        """Write all calls so far to `path` (a run folder or a .parquet file) atomically.
-
-        Calls already in the file from an earlier process (a resumed run) are kept.
-        """
-        import polars as pl
-
-        target = self._target(path)
-        with self._lock:
-            rows, self._rows = self._rows, []
-            if self._flushed is None:
-                self._flushed = (
-                    pl.read_parquet(target) if target.is_file() else pl.DataFrame(schema=_schema())
-                )
-            if rows:
-                self._flushed = pl.concat(
-                    [self._flushed, pl.DataFrame(rows, schema=_schema())]
-                )
-            frame = self._flushed
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        frame.write_parquet(tmp)
-        os.replace(tmp, target)
-        return target
-
-    def _target(self, path: Path | None) -> Path:
-        p = Path(path) if path is not None else self.run_dir
-        if p is None:
-            raise ValueError("LedgerModel.flush needs a path (no run_dir was given)")
-        return p if p.suffix == ".parquet" else p / LEDGER_FILENAME
+    @property
+    def outcomes(self) -> dict[str, int]:
+        counts = dict.fromkeys(OUTCOMES, 0)
+        counts.update(dict(self.frame()["outcome"].value_counts().iter_rows()))
+        return counts
 
     def summary(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "calls": self.calls,
-                "tokens": self.tokens,
-                "cost_usd": self.cost_usd,
-                "cache_hits": self.cache_hits,
-                **{f"outcome_{k}": v for k, v in self.outcomes.items()},
-            }
-
-
-def read_ledger(run_dir: Path):
-    """The ledger of a run folder as a polars DataFrame (empty, with the columns, if none)."""
-    import polars as pl
-
-    path = Path(run_dir)
-    if path.suffix != ".parquet":
-        path = path / LEDGER_FILENAME
-    if not path.is_file():
-        return pl.DataFrame(schema=_schema())
-    return pl.read_parquet(path)
+        frame, counts = self.frame(), self.outcomes
+        return {"calls": frame.height, "tokens": int(frame["total_tokens"].sum()),
+                "cost_usd": float(frame["cost_usd"].sum() or 0.0), "cache_hits": int(frame["cached"].sum()),
+                **{f"outcome_{k}": v for k, v in counts.items()}}

@@ -1,15 +1,15 @@
-"""The `LanguageModel` protocol, its request and response types, and the errors it raises.
+"""The `LanguageModel` protocol, its request, usage and response types, and its errors.
 
-Everything in the project that talks to an LLM does so through `LanguageModel`. The
-concrete model (`LiteLLMModel`) and every concern around it (retry, limits, cache,
-ledger, budget) implement the same two methods, so they stack like Concordia's
-`language_model` wrappers.
+Everything in the project that talks to an LLM does so through `LanguageModel`: one async
+method, `complete`. The concrete model (`LiteLLMModel`) and every concern around it (retry,
+limits, cache, ledger, budget) implement that method, so they stack like Concordia's
+`language_model` wrappers. What a call cost travels in one `LLMUsage`, carried by the
+response and by every error.
 """
 
 from __future__ import annotations
 
 import functools
-
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,11 +26,11 @@ Message = Mapping[str, str]
 class LLMRequest:
     """One chat completion request.
 
-    `temperature`, `max_tokens` and `seed` left as None take the run's configured
-    defaults (`LLMConfig`). With `response_model` set, the model is asked for JSON that
-    matches the model's JSON schema (sent as `response_format`), and the reply is
-    validated into `LLMResponse.parsed`; a reply that does not validate raises
-    `LLMOutputError`.
+    `temperature`, `max_tokens` and `seed` left as None take the run's configured defaults
+    (`LLMConfig`). With `response_model` set, the model is asked for JSON matching its JSON
+    schema (sent as `response_format`) and the reply is validated into
+    `LLMResponse.parsed`; a reply that does not validate raises `LLMOutputError`. `round`
+    left as None is filled by the ledger with the run's current round.
     """
 
     messages: Sequence[Message]
@@ -52,9 +52,7 @@ class LLMRequest:
             msgs.append({"role": str(m["role"]), "content": str(m["content"])})
         object.__setattr__(self, "messages", tuple(msgs))
 
-    def with_defaults(
-        self, *, temperature: float | None, max_tokens: int | None, seed: int | None
-    ) -> LLMRequest:
+    def with_defaults(self, *, temperature: float | None, max_tokens: int | None, seed: int | None) -> LLMRequest:
         """Fill the parameters left as None with the given defaults."""
         return replace(
             self,
@@ -65,54 +63,60 @@ class LLMRequest:
 
     def json_schema(self) -> dict[str, Any] | None:
         """The JSON schema of `response_model`, or None for free text."""
-        if self.response_model is None:
-            return None
-        return schema_of(self.response_model)
+        return None if self.response_model is None else schema_of(self.response_model)
 
-
-def schema_of(model: type[pydantic.BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema, built once per class (pydantic takes ~1.5 ms each time).
-    Callers must not mutate the returned dict."""
-    return _schema_cache(model)
+    def describe(self) -> str:
+        """'decide of agent 7 in round 3', for error messages."""
+        who = f" of agent {self.agent_id}" if self.agent_id is not None else ""
+        when = f" in round {self.round}" if self.round is not None else ""
+        return f"{self.purpose}{who}{when}"
 
 
 @functools.lru_cache(maxsize=8192)
-def _schema_cache(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+def schema_of(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema, built once per class (pydantic takes ~1.5 ms each time).
+    Callers must not mutate the returned dict."""
     return model.model_json_schema()
 
 
 @dataclass(frozen=True)
-class LLMResponse:
-    """The answer to one `LLMRequest`.
+class LLMUsage:
+    """What one call cost and how it went.
 
-    `cost_usd` is None where litellm does not know the model's price. `cached` is True
-    when the answer came from the response cache (no call was made; the token counts
-    are those of the original call). `retries` counts transient failures retried.
+    `cost_usd` is None where no price is known. `cached`: answered by the response cache (no
+    call made; the token counts are the original call's). `retries`: transient failures
+    retried. `dropped_params`: parameters the provider does not take, which litellm dropped
+    (`drop_params`), e.g. `response_format` or `seed`.
     """
 
-    text: str
-    parsed: pydantic.BaseModel | None = None
+    model: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None
     latency_s: float = 0.0
     cached: bool = False
-    model: str = ""
     retries: int = 0
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    dropped_params: tuple[str, ...] = ()
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True)
+class LLMResponse:
+    """The answer to one `LLMRequest`: its text, the validated object, and its usage."""
+
+    text: str
+    parsed: pydantic.BaseModel | None = None
+    usage: LLMUsage = field(default_factory=LLMUsage)
+
+
 @runtime_checkable
 class LanguageModel(Protocol):
-    """The only door to LLMs: an async and a sync completion of one request."""
+    """The only door to LLMs. Sync callers run it on the event loop they are given."""
 
-    async def acomplete(self, request: LLMRequest) -> LLMResponse: ...
-
-    def complete(self, request: LLMRequest) -> LLMResponse: ...
+    async def complete(self, request: LLMRequest) -> LLMResponse: ...
 
 
 # ---------------------------------------------------------------------------------------
@@ -120,10 +124,13 @@ class LanguageModel(Protocol):
 
 
 class LLMError(SimworldError):
-    """Base of every error the LLM layer raises. `retries`: transient failures retried."""
+    """Base of every error the LLM layer raises; `usage` says what the failed call cost."""
 
-    retries: int = 0
-    outcome: str = "error"
+    outcome = "error"
+
+    def __init__(self, message: str, *, usage: LLMUsage | None = None):
+        super().__init__(message)
+        self.usage = usage or LLMUsage()
 
 
 class LLMUnavailableError(LLMError):
@@ -132,22 +139,12 @@ class LLMUnavailableError(LLMError):
 
 class LLMTransientError(LLMUnavailableError):
     """A failure worth retrying: rate limit (429), timeout, 5xx, connection problems.
+    `retry_after` is the server's Retry-After in seconds when it sent one."""
 
-    `retry_after` is the server's Retry-After in seconds when it sent one.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: str,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-    ):
+    def __init__(self, message: str, *, kind: str, status_code: int | None = None,
+                 retry_after: float | None = None):
         super().__init__(message)
-        self.kind = kind
-        self.status_code = status_code
-        self.retry_after = retry_after
+        self.kind, self.status_code, self.retry_after = kind, status_code, retry_after
 
 
 class LLMRequestError(LLMError):
@@ -160,36 +157,24 @@ class LLMRequestError(LLMError):
 
 
 class LLMOutputError(LLMError):
-    """The reply does not match the requested schema.
-
-    `raw_text` is what the model said and `validation_error` why it does not fit; a
-    policy can send the error back once and then fall back (DESIGN.md house rule 6).
-    """
+    """The reply does not match the requested schema. `raw_text` is what the model said and
+    `validation_error` why it does not fit: a policy sends the error back once, then falls
+    back (house rule 6). The tokens it cost are in `usage`."""
 
     outcome = "invalid_output"
 
-    def __init__(
-        self,
-        raw_text: str,
-        validation_error: str,
-        *,
-        model: str = "",
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        cost_usd: float | None = None,
-        latency_s: float = 0.0,
-        cached: bool = False,
-    ):
+    def __init__(self, raw_text: str, validation_error: str, *, usage: LLMUsage | None = None):
         short = raw_text if len(raw_text) <= 200 else raw_text[:200] + "..."
-        super().__init__(f"model output does not match the schema: {validation_error} (output: {short!r})")
+        super().__init__(f"model output does not match the schema: {validation_error} (output: {short!r})",
+                         usage=usage)
         self.raw_text = raw_text
         self.validation_error = validation_error
-        self.model = model
-        self.prompt_tokens = prompt_tokens
-        self.completion_tokens = completion_tokens
-        self.cost_usd = cost_usd
-        self.latency_s = latency_s
-        self.cached = cached
+
+
+class LLMCacheMiss(LLMError):
+    """Cache-only mode (a replay) met a request its cache has no answer for."""
+
+    outcome = "cache_miss"
 
 
 class BudgetExceeded(LLMError):
@@ -202,38 +187,31 @@ class BudgetExceeded(LLMError):
 # validation shared by the model and the cache
 
 
+def answer(request: LLMRequest, text: str, usage: LLMUsage) -> LLMResponse:
+    """`text` as the reply to `request`, validated; `LLMOutputError` carrying `usage` if not."""
+    try:
+        return LLMResponse(text, validate_output(request, text), usage)
+    except LLMOutputError as exc:
+        exc.usage = usage
+        raise
+
+
 def validate_output(request: LLMRequest, text: str) -> pydantic.BaseModel | None:
     """Validate `text` against `request.response_model`; raise `LLMOutputError` if it fails.
-
-    Tolerates a Markdown code fence around the JSON (some models add one).
-    """
+    Tolerates a Markdown code fence around the JSON (some models add one)."""
     if request.response_model is None:
         return None
-    body = strip_code_fence(text)
+    body = text.strip()
+    if body.startswith("```") and body.endswith("```") and "\n" in body:
+        body = body[body.find("\n") + 1: -3].strip()
     try:
         return request.response_model.model_validate_json(body)
     except pydantic.ValidationError as exc:
-        raise LLMOutputError(text, _short_validation_message(exc)) from None
-
-
-def strip_code_fence(text: str) -> str:
-    s = text.strip()
-    if s.startswith("```"):
-        first_nl = s.find("\n")
-        if first_nl != -1 and s.endswith("```"):
-            s = s[first_nl + 1 : -3].strip()
-    return s
-
-
-def _short_validation_message(exc: pydantic.ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    more = exc.error_count() - len(parts)
-    if more > 0:
-        parts.append(f"and {more} more")
-    return "; ".join(parts)
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ())) or '(root)'}: {e.get('msg', 'invalid')}"
+                 for e in exc.errors()[:5]]
+        if exc.error_count() > 5:
+            parts.append(f"and {exc.error_count() - 5} more")
+        raise LLMOutputError(text, "; ".join(parts)) from None
 
 
 def canonical_json(obj: Any) -> str:

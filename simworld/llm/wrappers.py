@@ -1,34 +1,34 @@
-"""Wrappers around a `LanguageModel`, each with the same interface (Concordia style).
+"""Wrappers around a `LanguageModel`, each with the same one method (Concordia style).
 
-The factory (`simworld.llm.factory.build_language_model`) stacks them, outermost first:
+The factory stacks them, outermost first:
 
     LedgerModel -> BudgetedModel -> CachedModel -> RetryingModel -> LimitedModel -> LiteLLMModel
 
-so that a cache hit never takes a concurrency slot, spends no money and still shows in
-the ledger; retry back-off never holds a slot; and the budget counts what the ledger
-counts (cached answers included, so a replay stops at the same round as the original).
+so that a cache hit takes no concurrency slot, spends no money and still shows in the
+ledger; retry back-off holds no slot; and the budget counts what the ledger counts (cached
+answers included, so a replay stops at the same round as the original).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import random
-import threading
-import time
 import weakref
 from dataclasses import replace
 from typing import TypeVar
+
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type, stop_after_attempt
 
 from simworld.llm.types import (
     BudgetExceeded,
     LanguageModel,
     LLMError,
-    LLMOutputError,
     LLMRequest,
     LLMResponse,
     LLMTransientError,
     LLMUnavailableError,
+    LLMUsage,
 )
 
 W = TypeVar("W")
@@ -40,11 +40,8 @@ class ModelWrapper:
     def __init__(self, inner: LanguageModel):
         self.inner = inner
 
-    async def acomplete(self, request: LLMRequest) -> LLMResponse:
-        return await self.inner.acomplete(request)
-
-    def complete(self, request: LLMRequest) -> LLMResponse:
-        return self.inner.complete(request)
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        return await self.inner.complete(request)
 
     def find(self, cls: type[W]) -> W | None:
         """The first layer of type `cls` in this stack (self included), or None."""
@@ -58,289 +55,136 @@ class ModelWrapper:
 
 def find_layer(model: object, cls: type[W]) -> W | None:
     """Walk a stack of wrappers (through `.inner`) and return the first `cls` in it."""
-    seen = 0
-    while model is not None and seen < 64:
-        if isinstance(model, cls):
+    for _ in range(64):
+        if model is None or isinstance(model, cls):
             return model
         model = getattr(model, "inner", None)
-        seen += 1
     return None
 
 
-# ---------------------------------------------------------------------------------------
-# retry
-
-
 class RetryingModel(ModelWrapper):
-    """Retries transient failures only, with exponential back-off and seeded jitter.
+    """Retries transient failures only (tenacity), with exponential back-off and seeded jitter.
 
-    Transient: `LLMTransientError` (429 rate limit, timeouts, 5xx, connection failures,
-    broken responses). Never retried: `LLMRequestError` (400, 401, 403, 404, ...),
-    `LLMOutputError` (a reply that fails the schema: the policy decides what to do) and
-    `BudgetExceeded`. A 429's Retry-After is honoured (waited at least, capped at
-    `max_delay_s`). Each attempt is bounded by `timeout_s` (async path; the sync path
-    relies on the transport's own timeout). After `max_retries` retries the last failure
-    is raised as `LLMUnavailableError` with one clear sentence.
+    Transient: `LLMTransientError` (429, timeouts, 5xx, connection failures, broken replies).
+    Never retried: every other `LLMError` (a refused request, a reply failing the schema, a
+    spent budget) and any other exception, which is a bug and propagates as it is. A 429's
+    Retry-After is honoured (capped at `max_delay_s`). Each attempt is bounded by `timeout_s`.
+    After `max_retries` retries the last failure is raised as `LLMUnavailableError`, one
+    sentence naming the endpoint and the number of attempts.
     """
 
-    def __init__(
-        self,
-        inner: LanguageModel,
-        *,
-        max_retries: int = 4,
-        base_delay_s: float = 0.5,
-        max_delay_s: float = 30.0,
-        timeout_s: float | None = None,
-        seed: int = 0,
-    ):
+    def __init__(self, inner: LanguageModel, *, max_retries: int = 4, base_delay_s: float = 0.5,
+                 max_delay_s: float = 30.0, timeout_s: float | None = None, seed: int = 0):
         super().__init__(inner)
-        self.max_retries = max_retries
-        self.base_delay_s = base_delay_s
-        self.max_delay_s = max_delay_s
+        self.max_retries, self.base_delay_s, self.max_delay_s = max_retries, base_delay_s, max_delay_s
         self.timeout_s = timeout_s
         self._rng = random.Random(seed)
-        self._rng_lock = threading.Lock()
         self.retry_count = 0  # total retries made, for reports
 
     def delay_for(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before retry number `attempt + 1`."""
-        backoff = min(self.max_delay_s, self.base_delay_s * (2**attempt))
-        with self._rng_lock:
-            jittered = backoff * (0.5 + 0.5 * self._rng.random())
+        jitter = 0.5 + 0.5 * self._rng.random()
         if retry_after is not None and retry_after > 0:
             return min(self.max_delay_s, retry_after)
-        return jittered
+        return min(self.max_delay_s, self.base_delay_s * 2**attempt) * jitter
 
-    async def acomplete(self, request: LLMRequest) -> LLMResponse:
-        attempt = 0
-        while True:
-            try:
-                if self.timeout_s is not None:
-                    try:
-                        # a little slack so the transport's own timeout (clearer message) wins
-                        response = await asyncio.wait_for(
-                            self.inner.acomplete(request), self.timeout_s + 1.0
-                        )
-                    except asyncio.TimeoutError:
-                        raise LLMTransientError(
-                            f"model call timed out after {self.timeout_s:g} s", kind="timeout"
-                        ) from None
-                else:
-                    response = await self.inner.acomplete(request)
-                return replace(response, retries=response.retries + attempt) if attempt else response
-            except LLMTransientError as exc:
-                if attempt >= self.max_retries:
-                    raise self._give_up(exc, attempt) from exc
-                delay = self.delay_for(attempt, exc.retry_after)
-                attempt += 1
-                self.retry_count += 1
-                await asyncio.sleep(delay)
-            except LLMError as exc:
-                exc.retries = attempt
-                raise
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return self.delay_for(state.attempt_number - 1, getattr(exc, "retry_after", None))
 
-    def complete(self, request: LLMRequest) -> LLMResponse:
-        attempt = 0
-        while True:
-            try:
-                response = self.inner.complete(request)
-                return replace(response, retries=response.retries + attempt) if attempt else response
-            except LLMTransientError as exc:
-                if attempt >= self.max_retries:
-                    raise self._give_up(exc, attempt) from exc
-                delay = self.delay_for(attempt, exc.retry_after)
-                attempt += 1
-                self.retry_count += 1
-                time.sleep(delay)
-            except LLMError as exc:
-                exc.retries = attempt
-                raise
+    async def _attempt(self, request: LLMRequest) -> LLMResponse:
+        if self.timeout_s is None:
+            return await self.inner.complete(request)
+        try:  # a little slack so the transport's own timeout (a clearer message) wins
+            return await asyncio.wait_for(self.inner.complete(request), self.timeout_s + 1.0)
+        except asyncio.TimeoutError:
+            raise LLMTransientError(f"model call timed out after {self.timeout_s:g} s", kind="timeout") from None
 
-    def _give_up(self, exc: LLMTransientError, attempt: int) -> LLMUnavailableError:
-        if attempt:
-            msg = f"{exc} (gave up after {attempt + 1} attempts)"
-        else:
-            msg = str(exc)
-        err = LLMUnavailableError(msg)
-        err.retries = attempt
-        return err
-
-
-# ---------------------------------------------------------------------------------------
-# concurrency and rate limits
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        retrying = AsyncRetrying(retry=retry_if_exception_type(LLMTransientError), wait=self._wait,
+                                 stop=stop_after_attempt(self.max_retries + 1))
+        attempts = 0
+        try:
+            async for attempt in retrying:
+                attempts = attempt.retry_state.attempt_number
+                with attempt:
+                    response = await self._attempt(request)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            self.retry_count += attempts - 1
+            message = f"{last} (gave up after {attempts} attempts)" if attempts > 1 else str(last)
+            raise LLMUnavailableError(message, usage=replace(last.usage, retries=attempts - 1)) from last
+        except LLMError as exc:
+            self.retry_count += attempts - 1
+            exc.usage = replace(exc.usage, retries=exc.usage.retries + attempts - 1)
+            raise
+        self.retry_count += attempts - 1
+        if attempts == 1:
+            return response
+        return replace(response, usage=replace(response.usage, retries=response.usage.retries + attempts - 1))
 
 
 class LimitedModel(ModelWrapper):
     """Caps calls in flight (`concurrency`) and, optionally, requests and tokens per minute.
 
-    Share one instance across the whole run: every agent's calls go through the same
-    limiter. Works across event loops (a semaphore per loop) and for sync callers (a
-    thread semaphore); `max_in_flight` records the highest number of calls in flight
-    seen, for tests and reports. Token use for `tpm` is estimated before the call
-    (prompt characters / 4 + max_tokens) and corrected with the real usage after it.
+    One instance serves the whole run, so every agent's calls share the limits. Rates are
+    aiolimiter leaky buckets over `window_s` (the "minute"; shorter in tests); a call's
+    tokens are estimated before it starts (prompt characters / 4 + max_tokens, an upper
+    bound on the completion). A semaphore per event loop, so the stack works on any loop;
+    `max_in_flight` records the most calls seen in flight, for tests and reports.
     """
 
-    def __init__(
-        self,
-        inner: LanguageModel,
-        *,
-        concurrency: int,
-        rpm: int | None = None,
-        tpm: int | None = None,
-        default_max_tokens: int = 256,
-        window_s: float = 60.0,
-    ):
+    def __init__(self, inner: LanguageModel, *, concurrency: int, rpm: int | None = None,
+                 tpm: int | None = None, default_max_tokens: int = 256, window_s: float = 60.0):
         super().__init__(inner)
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.concurrency = concurrency
-        self.rpm = rpm
-        self.tpm = tpm
-        self.default_max_tokens = default_max_tokens
-        self.window_s = window_s  # the "minute" of rpm/tpm (shorter in tests)
-        self._loop_sems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._thread_sem = threading.BoundedSemaphore(concurrency)
-        self._lock = threading.Lock()
-        self._starts: collections.deque[float] = collections.deque()
-        self._tokens: collections.deque[tuple[float, int]] = collections.deque()
-        self._token_sum = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
+        self.concurrency, self.default_max_tokens = concurrency, default_max_tokens
+        self.rpm = AsyncLimiter(rpm, window_s) if rpm else None
+        self.tpm = AsyncLimiter(tpm, window_s) if tpm else None
+        self._sems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary())
+        self.in_flight = self.max_in_flight = 0
 
-    # -- helpers
-    def _sem(self) -> asyncio.Semaphore:
+    async def complete(self, request: LLMRequest) -> LLMResponse:
         loop = asyncio.get_running_loop()
-        with self._lock:
-            sem = self._loop_sems.get(loop)
-            if sem is None:
-                sem = asyncio.Semaphore(self.concurrency)
-                self._loop_sems[loop] = sem
-            return sem
-
-    def _estimate(self, request: LLMRequest) -> int:
-        chars = sum(len(m["content"]) for m in request.messages)
-        return chars // 4 + (request.max_tokens or self.default_max_tokens)
-
-    def _rate_wait(self, estimate: int) -> float:
-        """Seconds to wait before this call may start; 0 admits it (and records it)."""
-        if self.rpm is None and self.tpm is None:
-            return 0.0
-        now = time.monotonic()
-        with self._lock:
-            horizon = now - self.window_s
-            while self._starts and self._starts[0] <= horizon:
-                self._starts.popleft()
-            while self._tokens and self._tokens[0][0] <= horizon:
-                self._token_sum -= self._tokens.popleft()[1]
-            wait = 0.0
-            if self.rpm is not None and len(self._starts) >= self.rpm:
-                wait = self._starts[0] + self.window_s - now
-            if self.tpm is not None and self._tokens and self._token_sum + estimate > self.tpm:
-                # wait until enough of the window has expired to fit this call
-                need = self._token_sum + estimate - self.tpm
-                freed = 0
-                for t, n in self._tokens:
-                    freed += n
-                    if freed >= need:
-                        wait = max(wait, t + self.window_s - now)
-                        break
-                else:
-                    wait = max(wait, self._tokens[-1][0] + self.window_s - now)
-            if wait > 0:
-                return wait + 0.001
-            self._starts.append(now)
+        sem = self._sems.get(loop) or self._sems.setdefault(loop, asyncio.Semaphore(self.concurrency))
+        async with sem:
+            if self.rpm is not None:
+                await self.rpm.acquire()
             if self.tpm is not None:
-                self._tokens.append((now, estimate))
-                self._token_sum += estimate
-            return 0.0
-
-    def _correct_tokens(self, estimate: int, response: LLMResponse | None) -> None:
-        if self.tpm is None or response is None:
-            return
-        delta = response.total_tokens - estimate
-        if delta:
-            with self._lock:
-                self._tokens.append((time.monotonic(), delta))
-                self._token_sum += delta
-
-    def _enter(self) -> None:
-        with self._lock:
+                tokens = sum(len(m["content"]) for m in request.messages) // 4 + (
+                    request.max_tokens or self.default_max_tokens)
+                await self.tpm.acquire(min(tokens, self.tpm.max_rate))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-
-    def _exit(self) -> None:
-        with self._lock:
-            self.in_flight -= 1
-
-    # -- interface
-    async def acomplete(self, request: LLMRequest) -> LLMResponse:
-        estimate = self._estimate(request)
-        async with self._sem():
-            while (wait := self._rate_wait(estimate)) > 0:
-                await asyncio.sleep(wait)
-            self._enter()
-            response = None
             try:
-                response = await self.inner.acomplete(request)
-                return response
+                return await self.inner.complete(request)
             finally:
-                self._exit()
-                self._correct_tokens(estimate, response)
-
-    def complete(self, request: LLMRequest) -> LLMResponse:
-        estimate = self._estimate(request)
-        with self._thread_sem:
-            while (wait := self._rate_wait(estimate)) > 0:
-                time.sleep(wait)
-            self._enter()
-            response = None
-            try:
-                response = self.inner.complete(request)
-                return response
-            finally:
-                self._exit()
-                self._correct_tokens(estimate, response)
-
-
-# ---------------------------------------------------------------------------------------
-# budget
+                self.in_flight -= 1
 
 
 class BudgetedModel(ModelWrapper):
     """Counts tokens and dollars and says when the run's budget is spent.
 
-    The world checks `exhausted` at the end of each round and stops cleanly with
-    `message`. With `hard=True`, calls made after the budget is spent raise
-    `BudgetExceeded` instead of going out. Cached answers count with their original
-    token use (so a replay of a run stops where the run stopped) and no dollars.
-    Replies that fail the schema still cost what they cost and are counted.
+    The world checks `exhausted` at the end of each round and stops cleanly with `message`.
+    With `hard=True`, calls made after the budget is spent raise `BudgetExceeded` instead of
+    going out. It counts what the ledger counts: cached answers with their original tokens
+    and no dollars, replies that fail the schema with what they cost. On resume the ledger
+    sets `tokens_used` and `usd_used` from the rows it keeps.
     """
 
-    def __init__(
-        self,
-        inner: LanguageModel,
-        *,
-        max_tokens: int | None = None,
-        max_usd: float | None = None,
-        hard: bool = False,
-    ):
+    def __init__(self, inner: LanguageModel, *, max_tokens: int | None = None, max_usd: float | None = None,
+                 hard: bool = False):
         super().__init__(inner)
-        self.max_tokens = max_tokens
-        self.max_usd = max_usd
-        self.hard = hard
+        self.max_tokens, self.max_usd, self.hard = max_tokens, max_usd, hard
         self.tokens_used = 0
         self.usd_used = 0.0
-        self._lock = threading.Lock()
 
     @property
     def exhausted(self) -> bool:
-        if self.max_tokens is not None and self.tokens_used >= self.max_tokens:
-            return True
-        if self.max_usd is not None and self.usd_used >= self.max_usd:
-            return True
-        return False
+        return (self.max_tokens is not None and self.tokens_used >= self.max_tokens) or (
+            self.max_usd is not None and self.usd_used >= self.max_usd)
 
     @property
     def message(self) -> str:
@@ -355,41 +199,21 @@ class BudgetedModel(ModelWrapper):
             return f"LLM budget spent ({used}); the run stops at the end of this round"
         return f"LLM budget: {used} used"
 
-    def _check(self) -> None:
+    def _add(self, usage: LLMUsage) -> None:
+        self.tokens_used += usage.total_tokens
+        if not usage.cached:
+            self.usd_used += usage.cost_usd or 0.0
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
         if self.hard and self.exhausted:
             raise BudgetExceeded(self.message)
-
-    def _add(self, tokens: int, usd: float | None, cached: bool) -> None:
-        with self._lock:
-            self.tokens_used += tokens
-            if usd and not cached:
-                self.usd_used += usd
-
-    async def acomplete(self, request: LLMRequest) -> LLMResponse:
-        self._check()
         try:
-            response = await self.inner.acomplete(request)
-        except LLMOutputError as exc:
-            self._add(exc.prompt_tokens + exc.completion_tokens, exc.cost_usd, exc.cached)
+            response = await self.inner.complete(request)
+        except LLMError as exc:
+            self._add(exc.usage)
             raise
-        self._add(response.total_tokens, response.cost_usd, response.cached)
-        return response
-
-    def complete(self, request: LLMRequest) -> LLMResponse:
-        self._check()
-        try:
-            response = self.inner.complete(request)
-        except LLMOutputError as exc:
-            self._add(exc.prompt_tokens + exc.completion_tokens, exc.cost_usd, exc.cached)
-            raise
-        self._add(response.total_tokens, response.cost_usd, response.cached)
+        self._add(response.usage)
         return response
 
 
-__all__ = [
-    "BudgetedModel",
-    "LimitedModel",
-    "ModelWrapper",
-    "RetryingModel",
-    "find_layer",
-]
+__all__ = ["BudgetedModel", "LimitedModel", "ModelWrapper", "RetryingModel", "find_layer"]
