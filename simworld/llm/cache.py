@@ -1,21 +1,19 @@
 """`CachedModel`: a SQLite response cache shared by the runs of an output folder.
 
-The key is a sha256 of the model name, the messages, the parameters (temperature,
-max_tokens), the seed and the JSON schema asked for; never an API key or an endpoint.
-Replies that fail the schema are cached too (raw text, re-validated on a hit), so a re-run
-takes the same fallbacks as the original.
+The key is a sha256 of the model name, messages, temperature, max_tokens, seed and JSON
+schema; never a key or an endpoint. Replies failing the schema are cached too (re-validated
+on a hit), so a re-run takes the same fallbacks. With `cache_only` (a replay) a miss raises
+`LLMCacheMiss` and nothing is called.
 
-The cache is also the journal of the calls a run paid for: each answer records the run,
-round and process (session) that paid for it. After `resume_from(committed_round)`, a hit
-on an answer this run paid for in a round that never committed, in an earlier process, is
-reported exactly like the original call (not cached; its tokens, cost, latency and
-retries), once: the resumed run's ledger equals an uninterrupted run's.
+It is also the journal of paid calls: each answer records the run, round and process
+(session) that paid for it. After `resume_from(committed_round)`, a hit on an answer this
+run paid for in a round that never committed, in an earlier process, is reported exactly as
+that call was (not cached; its tokens, cost, latency, retries), once: the resumed run's
+ledger equals an uninterrupted run's.
 
-With `cache_only` (a replay) a miss raises `LLMCacheMiss` and nothing is called.
-
-Safe under concurrency: one connection per process guarded by a lock, WAL journal, and
-identical requests in flight at once make one call (single flight). Several processes can
-share the file (SQLite's locking; the first answer stored wins, and every caller returns it).
+Concurrency: one connection per process behind a lock, WAL journal; identical requests in
+flight make one call (single flight); processes sharing the file agree (the first answer
+stored wins, and every caller returns it).
 """
 
 from __future__ import annotations
@@ -30,14 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from simworld.llm.types import (
-    LanguageModel,
-    LLMCacheMiss,
-    LLMOutputError,
-    LLMRequest,
-    LLMResponse,
-    LLMUsage,
-    answer,
-    canonical_json,
+    LanguageModel, LLMCacheMiss, LLMOutputError, LLMRequest, LLMResponse, LLMUsage, answer, canonical_json,
 )
 from simworld.llm.wrappers import ModelWrapper
 
@@ -107,14 +98,6 @@ class ResponseCache:
                 (session, key, run_id, after_round, session))
         return cursor.rowcount == 1
 
-    def delete(self, key: str) -> None:
-        with self._lock:
-            self._conn.execute("DELETE FROM responses WHERE key=?", (key,))
-
-    def __len__(self) -> int:
-        with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -137,7 +120,7 @@ class CachedModel(ModelWrapper):
         self.defaults = {"temperature": None, "max_tokens": None, "seed": None, **(defaults or {})}
         self.session = uuid.uuid4().hex
         self.resumed_from: int | None = None
-        self.hits = self.misses = 0
+        self.hits = 0
         self._inflight: dict[tuple[int, str], asyncio.Future] = {}
 
     def key(self, request: LLMRequest) -> str:
@@ -179,14 +162,15 @@ class CachedModel(ModelWrapper):
             if entry is not None:
                 return self._hit(request, key, entry, started)
             if self.cache_only:
-                raise LLMCacheMiss(f"no cached answer for {request.describe()}; "
+                who = f" of agent {request.agent_id}" if request.agent_id is not None else ""
+                when = f" in round {request.round}" if request.round is not None else ""
+                raise LLMCacheMiss(f"no cached answer for {request.purpose}{who}{when}; "
                                    "replay needs the original run's cache")
             leader = self._inflight.get(flight)
             if leader is None:
                 break
             await asyncio.shield(leader)  # an identical request is out: wait, then read (or lead)
         self._inflight[flight] = done = asyncio.get_running_loop().create_future()
-        self.misses += 1
         try:
             try:
                 result: LLMResponse | LLMOutputError = await self.inner.complete(request)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from simworld.llm.cache import CachedModel
-from simworld.llm.types import LanguageModel, LLMError, LLMOutputError, LLMRequest, LLMResponse, LLMUsage
+from simworld.llm.types import LanguageModel, LLMError, LLMOutputError, LLMRequest, LLMResponse, LLMUsage, redact
 from simworld.llm.wrappers import BudgetedModel, ModelWrapper
 
 LEDGER_FILENAME = "llm_calls.parquet"
@@ -40,24 +40,6 @@ def _schema() -> dict[str, Any]:
             "outcome": pl.Utf8, "error": pl.Utf8, "dropped_params": pl.Utf8}
 
 
-def redact(text: str, secrets: list[str]) -> str:
-    """Replace every secret (of at least 4 characters) in `text` with '***'."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
-
-
-def secrets_from_env(env_names: list[str]) -> list[str]:
-    return [os.environ[n] for n in env_names if os.environ.get(n)]
-
-
-def _empty():
-    import polars as pl
-
-    return pl.DataFrame(schema=_schema())
-
-
 def read_ledger(run_dir: Path):
     """The ledger of a run folder (or a .parquet path) as a polars DataFrame (empty if none)."""
     import polars as pl
@@ -65,7 +47,7 @@ def read_ledger(run_dir: Path):
     path = Path(run_dir)
     path = path if path.suffix == ".parquet" else path / LEDGER_FILENAME
     if not path.is_file():
-        return _empty()
+        return pl.DataFrame(schema=_schema())
     frame = pl.read_parquet(path)
     missing = [pl.lit(None, dtype).alias(name) for name, dtype in _schema().items() if name not in frame.columns]
     return frame.with_columns(missing) if missing else frame  # a file from before a column was added
@@ -87,7 +69,9 @@ class LedgerModel(ModelWrapper):
         self.round: int | None = None
         self._lock = threading.Lock()
         self._rows: list[dict[str, Any]] = []
-        self._set_known(read_ledger(self.path) if self.path is not None else _empty())
+        import polars as pl
+
+        self._set_known(read_ledger(self.path) if self.path is not None else pl.DataFrame(schema=_schema()))
 
     def set_round(self, round_: int | None) -> None:
         self.round = round_
@@ -110,7 +94,7 @@ class LedgerModel(ModelWrapper):
     def _record(self, request: LLMRequest, call_id: int, usage: LLMUsage, outcome: str, error: str | None,
                 started: float) -> None:
         if error is not None:
-            error = redact(" ".join(error.split())[:500], secrets_from_env(self.secret_env))
+            error = redact(" ".join(error.split())[:500], [os.environ.get(n, "") for n in self.secret_env])
         row = {"run_id": self.run_id, "round": request.round, "call_id": call_id, "agent_id": request.agent_id,
                "purpose": request.purpose, "model": usage.model or self.model_name,
                "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
@@ -191,10 +175,6 @@ class LedgerModel(ModelWrapper):
         with self._lock:
             rows, known = list(self._rows), self._known
         return pl.concat([known, pl.DataFrame(rows, schema=_schema())], how="vertical_relaxed") if rows else known
-
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._rows)
 
     @property
     def outcomes(self) -> dict[str, int]:

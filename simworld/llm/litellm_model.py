@@ -1,17 +1,12 @@
 """`LiteLLMModel`: every LLM call of the project goes out through litellm.
 
-One model string (`openai/gpt-4o-mini`, `ollama/llama3.1`, `hosted_vllm/<name>`,
-`openai/<name>` with an `api_base` for any OpenAI-compatible server, `local/smollm2` for
-the embedded model), or a list of deployments behind a litellm Router. litellm's own
-retries are off: `RetryingModel` decides what is retried. Failures come out typed:
-
-- `LLMTransientError` (retried): 429, 408, 5xx, timeouts, refused or broken connections,
-  and replies that are not a chat completion at all (a proxy or server fault);
-- `LLMRequestError` (never retried): other 4xx (bad request, authentication, unknown
-  model) and a missing API key variable;
-- `LLMOutputError`: the reply is a completion but does not match the requested schema.
-
-Anything else (a TypeError, a KeyError: a bug, ours or a library's) propagates unchanged.
+One model string (`openai/gpt-4o-mini`, `ollama/llama3.1`, `openai/<name>` with an
+`api_base` for any OpenAI-compatible server, `local/smollm2` for the embedded model), or
+deployments behind a litellm Router. litellm's own retries are off. Failures come out typed:
+`LLMTransientError` (retried: 429, 408, 5xx, timeouts, refused or broken connections, replies
+that are no chat completion), `LLMRequestError` (never retried: other 4xx, a missing key
+variable), `LLMOutputError` (a completion that does not match the schema). Anything else (a
+TypeError, a KeyError: a bug, ours or a library's) propagates unchanged.
 """
 
 from __future__ import annotations
@@ -27,13 +22,7 @@ from typing import Any
 from simworld.llm._lite import litellm
 from simworld.llm.config import DeploymentConfig, LLMConfig
 from simworld.llm.types import (
-    LLMError,
-    LLMRequest,
-    LLMRequestError,
-    LLMResponse,
-    LLMTransientError,
-    LLMUsage,
-    answer,
+    LLMError, LLMRequest, LLMRequestError, LLMResponse, LLMTransientError, LLMUsage, answer, redact,
 )
 
 # placeholder key sent to a keyless local server (api_base given, no api_key_env): the
@@ -76,14 +65,13 @@ class LiteLLMModel:
     def __init__(self, model: str, *, api_base: str | None = None, api_key_env: str | None = None,
                  temperature: float | None = 0.7, max_tokens: int | None = 256, seed: int | None = None,
                  timeout_s: float = 60.0, deployments: Sequence[DeploymentConfig] = (),
-                 prices: tuple[float, float] | None = None, extra_params: dict[str, Any] | None = None):
+                 prices: tuple[float, float] | None = None):
         self.model, self.api_base, self.api_key_env = model, api_base, api_key_env
         self.defaults = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
         self.timeout_s, self.deployments, self.prices = timeout_s, tuple(deployments), prices
-        self.extra_params = dict(extra_params or {})
         self._router = None
-        for name, what in [(api_key_env, "llm.api_key_env")] + [(d.api_key_env, "a deployment's api_key_env")
-                                                                for d in self.deployments]:
+        for name, what in [(api_key_env, "llm.api_key_env"),
+                           *((d.api_key_env, "a deployment's api_key_env") for d in self.deployments)]:
             if name and not os.environ.get(name):
                 raise LLMRequestError(f"the environment variable {name} ({what}) is not set: "
                                       f"export it with the API key for {model}")
@@ -148,7 +136,6 @@ class LiteLLMModel:
                 kwargs["api_key"] = os.environ.get(self.api_key_env, "")
             elif self.api_base:
                 kwargs["api_key"] = NO_KEY
-        kwargs.update(self.extra_params)
         return kwargs
 
     def _dropped(self, kwargs: dict[str, Any]) -> tuple[str, ...]:
@@ -184,8 +171,6 @@ class LiteLLMModel:
         started = time.perf_counter()
         try:
             raw = await (self.router().acompletion(**kwargs) if self.deployments else litellm().acompletion(**kwargs))
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             error = classify_error(exc, self.where, self.timeout_s, self._secrets())
             if error is None:
@@ -198,16 +183,14 @@ class LiteLLMModel:
             raise LLMTransientError(f"{self.where} sent a reply that is not a chat completion ({exc})",
                                     kind="bad_response") from None
         usage = getattr(raw, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        model = self.model if not self.deployments else (getattr(raw, "model", None) or self.model)
+        tokens = [int(getattr(usage, name, 0) or 0) for name in ("prompt_tokens", "completion_tokens")]
         return answer(request, text, LLMUsage(
-            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            cost_usd=self._cost(raw, prompt_tokens, completion_tokens), latency_s=latency, dropped_params=dropped))
+            model=(getattr(raw, "model", None) or self.model) if self.deployments else self.model,
+            prompt_tokens=tokens[0], completion_tokens=tokens[1], cost_usd=self._cost(raw, *tokens),
+            latency_s=latency, dropped_params=dropped))
 
     def _secrets(self) -> list[str]:
-        names = [self.api_key_env] + [d.api_key_env for d in self.deployments]
-        return [os.environ[n] for n in names if n and os.environ.get(n)]
+        return [os.environ.get(n or "", "") for n in [self.api_key_env, *(d.api_key_env for d in self.deployments)]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -215,40 +198,26 @@ class LiteLLMModel:
 
 # where the transport's exceptions come from; anything else is a bug and is not classified
 _TRANSPORT_MODULES = {"litellm", "openai", "httpx", "httpcore", "aiohttp", "anyio", "ssl", "socket"}
-# a library's wrapper around one of these is a bug too (litellm wraps unknown errors)
+# a transport error whose root cause is one of these is a bug too (litellm wraps what it does not know)
 _BUGS = (TypeError, AttributeError, KeyError, NameError, AssertionError, ImportError, IndexError)
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    """The Retry-After of a 429, from wherever litellm kept the response headers."""
-    response = getattr(exc, "response", None)
-    for headers in (getattr(response, "headers", None), getattr(exc, "litellm_response_headers", None),
-                    getattr(exc, "headers", None)):
-        try:
-            value = headers.get("retry-after") or headers.get("Retry-After") if headers else None
-        except AttributeError:
-            continue
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            from email.utils import parsedate_to_datetime
+    """The Retry-After of a 429 (seconds or an HTTP date), wherever litellm kept the headers."""
+    from email.utils import parsedate_to_datetime
 
+    for headers in (getattr(getattr(exc, "response", None), "headers", None),
+                    getattr(exc, "litellm_response_headers", None), getattr(exc, "headers", None)):
+        value = (headers.get("retry-after") or headers.get("Retry-After")) if hasattr(headers, "get") else None
+        if value is not None:
             try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-            except (TypeError, ValueError):
-                return None
+                return max(0.0, float(value))
+            except ValueError:
+                try:
+                    return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+                except (TypeError, ValueError):
+                    return None
     return None
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    out: list[BaseException] = []
-    node: BaseException | None = exc
-    while node is not None and len(out) < 8:
-        out.append(node)
-        node = node.__cause__ or node.__context__
-    return out
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:
@@ -263,17 +232,15 @@ def classify_error(exc: BaseException, where: str, timeout_s: float | None = Non
     are masked in the message: some servers echo the key they got."""
     if isinstance(exc, LLMError):
         return exc
-    chain = _chain(exc)
+    chain: list[BaseException] = [exc]
+    while len(chain) < 8 and (chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
     transport = isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError)) or (
         type(exc).__module__.split(".")[0] in _TRANSPORT_MODULES)
-    if not transport or any(isinstance(e, _BUGS) for e in chain):
+    if not transport or isinstance(chain[-1], _BUGS):  # the root of the chain is a bug
         return None
     err = _classify(exc, where, timeout_s, " | ".join(f"{type(e).__name__}: {e}" for e in chain).lower())
-    masked = str(err)
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            masked = masked.replace(secret, "***")
-    err.args = (masked,)
+    err.args = (redact(str(err), secrets),)
     return err
 
 

@@ -24,14 +24,10 @@ Message = Mapping[str, str]
 
 @dataclass(frozen=True)
 class LLMRequest:
-    """One chat completion request.
-
-    `temperature`, `max_tokens` and `seed` left as None take the run's configured defaults
-    (`LLMConfig`). With `response_model` set, the model is asked for JSON matching its JSON
-    schema (sent as `response_format`) and the reply is validated into
-    `LLMResponse.parsed`; a reply that does not validate raises `LLMOutputError`. `round`
-    left as None is filled by the ledger with the run's current round.
-    """
+    """One chat completion request. `temperature`, `max_tokens` and `seed` left as None take
+    the run's defaults; `round` left as None, the ledger's current round. With
+    `response_model`, the model is asked for JSON of its schema (`response_format`) and the
+    reply is validated into `LLMResponse.parsed`, or raises `LLMOutputError`."""
 
     messages: Sequence[Message]
     response_model: type[pydantic.BaseModel] | None = None
@@ -45,31 +41,18 @@ class LLMRequest:
     def __post_init__(self) -> None:
         if not self.messages:
             raise ValueError("LLMRequest needs at least one message")
-        msgs = []
-        for m in self.messages:
-            if "role" not in m or "content" not in m:
-                raise ValueError(f"each message needs 'role' and 'content', got {dict(m)!r}")
-            msgs.append({"role": str(m["role"]), "content": str(m["content"])})
-        object.__setattr__(self, "messages", tuple(msgs))
+        if bad := [dict(m) for m in self.messages if "role" not in m or "content" not in m]:
+            raise ValueError(f"each message needs 'role' and 'content', got {bad[0]!r}")
+        object.__setattr__(self, "messages", tuple({"role": str(m["role"]), "content": str(m["content"])}
+                                                   for m in self.messages))
 
-    def with_defaults(self, *, temperature: float | None, max_tokens: int | None, seed: int | None) -> LLMRequest:
-        """Fill the parameters left as None with the given defaults."""
-        return replace(
-            self,
-            temperature=self.temperature if self.temperature is not None else temperature,
-            max_tokens=self.max_tokens if self.max_tokens is not None else max_tokens,
-            seed=self.seed if self.seed is not None else seed,
-        )
+    def with_defaults(self, **defaults: Any) -> LLMRequest:
+        """Fill the parameters left as None (temperature, max_tokens, seed) with `defaults`."""
+        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
     def json_schema(self) -> dict[str, Any] | None:
         """The JSON schema of `response_model`, or None for free text."""
         return None if self.response_model is None else schema_of(self.response_model)
-
-    def describe(self) -> str:
-        """'decide of agent 7 in round 3', for error messages."""
-        who = f" of agent {self.agent_id}" if self.agent_id is not None else ""
-        when = f" in round {self.round}" if self.round is not None else ""
-        return f"{self.purpose}{who}{when}"
 
 
 @functools.lru_cache(maxsize=8192)
@@ -81,13 +64,10 @@ def schema_of(model: type[pydantic.BaseModel]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class LLMUsage:
-    """What one call cost and how it went.
-
-    `cost_usd` is None where no price is known. `cached`: answered by the response cache (no
-    call made; the token counts are the original call's). `retries`: transient failures
-    retried. `dropped_params`: parameters the provider does not take, which litellm dropped
-    (`drop_params`), e.g. `response_format` or `seed`.
-    """
+    """What one call cost and how it went. `cost_usd`: None where no price is known.
+    `cached`: answered by the response cache (the tokens are the original call's).
+    `retries`: transient failures retried. `dropped_params`: what the provider does not take
+    and litellm dropped (`response_format`, `seed`)."""
 
     model: str = ""
     prompt_tokens: int = 0
@@ -119,12 +99,8 @@ class LanguageModel(Protocol):
     async def complete(self, request: LLMRequest) -> LLMResponse: ...
 
 
-# ---------------------------------------------------------------------------------------
-# errors
-
-
 class LLMError(SimworldError):
-    """Base of every error the LLM layer raises; `usage` says what the failed call cost."""
+    """Base of every error of the LLM layer; `usage` says what the failed call cost."""
 
     outcome = "error"
 
@@ -183,10 +159,6 @@ class BudgetExceeded(LLMError):
     outcome = "budget"
 
 
-# ---------------------------------------------------------------------------------------
-# validation shared by the model and the cache
-
-
 def answer(request: LLMRequest, text: str, usage: LLMUsage) -> LLMResponse:
     """`text` as the reply to `request`, validated; `LLMOutputError` carrying `usage` if not."""
     try:
@@ -216,3 +188,11 @@ def validate_output(request: LLMRequest, text: str) -> pydantic.BaseModel | None
 
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every secret (API keys: of at least 4 characters) replaced by '***'."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text

@@ -21,13 +21,7 @@ from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type, stop_after_attempt
 
 from simworld.llm.types import (
-    BudgetExceeded,
-    LanguageModel,
-    LLMError,
-    LLMRequest,
-    LLMResponse,
-    LLMTransientError,
-    LLMUnavailableError,
+    BudgetExceeded, LanguageModel, LLMError, LLMRequest, LLMResponse, LLMTransientError, LLMUnavailableError,
     LLMUsage,
 )
 
@@ -44,8 +38,11 @@ class ModelWrapper:
         return await self.inner.complete(request)
 
     def find(self, cls: type[W]) -> W | None:
-        """The first layer of type `cls` in this stack (self included), or None."""
-        return find_layer(self, cls)
+        """The first layer of type `cls` in this stack (self included, through `.inner`), or None."""
+        layer: object = self
+        while layer is not None and not isinstance(layer, cls):
+            layer = getattr(layer, "inner", None)
+        return layer
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)
@@ -53,25 +50,12 @@ class ModelWrapper:
             close()
 
 
-def find_layer(model: object, cls: type[W]) -> W | None:
-    """Walk a stack of wrappers (through `.inner`) and return the first `cls` in it."""
-    for _ in range(64):
-        if model is None or isinstance(model, cls):
-            return model
-        model = getattr(model, "inner", None)
-    return None
-
-
 class RetryingModel(ModelWrapper):
-    """Retries transient failures only (tenacity), with exponential back-off and seeded jitter.
-
-    Transient: `LLMTransientError` (429, timeouts, 5xx, connection failures, broken replies).
-    Never retried: every other `LLMError` (a refused request, a reply failing the schema, a
-    spent budget) and any other exception, which is a bug and propagates as it is. A 429's
-    Retry-After is honoured (capped at `max_delay_s`). Each attempt is bounded by `timeout_s`.
-    After `max_retries` retries the last failure is raised as `LLMUnavailableError`, one
-    sentence naming the endpoint and the number of attempts.
-    """
+    """Retries `LLMTransientError`s only (tenacity), with exponential back-off and seeded jitter,
+    honouring a 429's Retry-After (capped at `max_delay_s`); each attempt is bounded by
+    `timeout_s`. Every other error, and any exception that is a bug, goes through at once.
+    After `max_retries` retries: `LLMUnavailableError`, one sentence naming the endpoint and
+    the number of attempts."""
 
     def __init__(self, inner: LanguageModel, *, max_retries: int = 4, base_delay_s: float = 0.5,
                  max_delay_s: float = 30.0, timeout_s: float | None = None, seed: int = 0):
@@ -79,7 +63,6 @@ class RetryingModel(ModelWrapper):
         self.max_retries, self.base_delay_s, self.max_delay_s = max_retries, base_delay_s, max_delay_s
         self.timeout_s = timeout_s
         self._rng = random.Random(seed)
-        self.retry_count = 0  # total retries made, for reports
 
     def delay_for(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before retry number `attempt + 1`."""
@@ -97,7 +80,7 @@ class RetryingModel(ModelWrapper):
             return await self.inner.complete(request)
         try:  # a little slack so the transport's own timeout (a clearer message) wins
             return await asyncio.wait_for(self.inner.complete(request), self.timeout_s + 1.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise LLMTransientError(f"model call timed out after {self.timeout_s:g} s", kind="timeout") from None
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
@@ -111,28 +94,21 @@ class RetryingModel(ModelWrapper):
                     response = await self._attempt(request)
         except RetryError as exc:
             last = exc.last_attempt.exception()
-            self.retry_count += attempts - 1
             message = f"{last} (gave up after {attempts} attempts)" if attempts > 1 else str(last)
             raise LLMUnavailableError(message, usage=replace(last.usage, retries=attempts - 1)) from last
         except LLMError as exc:
-            self.retry_count += attempts - 1
             exc.usage = replace(exc.usage, retries=exc.usage.retries + attempts - 1)
             raise
-        self.retry_count += attempts - 1
         if attempts == 1:
             return response
         return replace(response, usage=replace(response.usage, retries=response.usage.retries + attempts - 1))
 
 
 class LimitedModel(ModelWrapper):
-    """Caps calls in flight (`concurrency`) and, optionally, requests and tokens per minute.
-
-    One instance serves the whole run, so every agent's calls share the limits. Rates are
-    aiolimiter leaky buckets over `window_s` (the "minute"; shorter in tests); a call's
-    tokens are estimated before it starts (prompt characters / 4 + max_tokens, an upper
-    bound on the completion). A semaphore per event loop, so the stack works on any loop;
-    `max_in_flight` records the most calls seen in flight, for tests and reports.
-    """
+    """Caps calls in flight (`concurrency`, a semaphore per event loop) and, optionally,
+    requests and tokens per minute (aiolimiter buckets over `window_s`, shorter in tests; a
+    call's tokens are estimated as prompt characters / 4 + max_tokens). One instance serves
+    the whole run. `max_in_flight`: the most calls seen in flight, for tests and reports."""
 
     def __init__(self, inner: LanguageModel, *, concurrency: int, rpm: int | None = None,
                  tpm: int | None = None, default_max_tokens: int = 256, window_s: float = 60.0):
@@ -165,14 +141,10 @@ class LimitedModel(ModelWrapper):
 
 
 class BudgetedModel(ModelWrapper):
-    """Counts tokens and dollars and says when the run's budget is spent.
-
-    The world checks `exhausted` at the end of each round and stops cleanly with `message`.
-    With `hard=True`, calls made after the budget is spent raise `BudgetExceeded` instead of
-    going out. It counts what the ledger counts: cached answers with their original tokens
-    and no dollars, replies that fail the schema with what they cost. On resume the ledger
-    sets `tokens_used` and `usd_used` from the rows it keeps.
-    """
+    """Counts tokens and dollars; the world checks `exhausted` after each round and stops
+    cleanly with `message`. With `hard=True`, calls after the budget is spent raise
+    `BudgetExceeded`. It counts what the ledger counts (cached answers: their tokens, no
+    dollars; invalid replies: what they cost), and the ledger sets it on resume."""
 
     def __init__(self, inner: LanguageModel, *, max_tokens: int | None = None, max_usd: float | None = None,
                  hard: bool = False):
@@ -216,4 +188,4 @@ class BudgetedModel(ModelWrapper):
         return response
 
 
-__all__ = ["BudgetedModel", "LimitedModel", "ModelWrapper", "RetryingModel", "find_layer"]
+__all__ = ["BudgetedModel", "LimitedModel", "ModelWrapper", "RetryingModel"]
