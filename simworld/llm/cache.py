@@ -104,13 +104,10 @@ class ResponseCache:
 
 
 class CachedModel(ModelWrapper):
-    """Answers a request from the cache when it can; otherwise calls and stores the answer.
-
-    `model_name` names the model in the key (for a Router, its group name). `defaults`
-    (temperature, max_tokens, seed) fill the request's unset parameters before the key is
-    computed, exactly as the model below fills them. `run_id` marks the answers this run
-    pays for (see the module docstring).
-    """
+    """Answers from the cache when it can; otherwise calls and stores the answer. `model_name`
+    names the model in the key (a Router's group name); `defaults` fill the request's unset
+    parameters before the key is computed, as the model below does; `run_id` marks the
+    answers this run pays for."""
 
     def __init__(self, inner: LanguageModel | None, path: Path, *, model_name: str,
                  defaults: dict[str, Any] | None = None, run_id: str = "", cache_only: bool = False):

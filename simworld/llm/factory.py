@@ -13,26 +13,18 @@ from simworld.llm.wrappers import BudgetedModel, LimitedModel, RetryingModel
 
 def build_language_model(config: LLMConfig, run_dir: Path | None, *, run_id: str = "", seed: int = 0,
                          base: LanguageModel | None = None, hard_budget: bool = False) -> LedgerModel:
-    """Compose the run's model, outermost first:
+    """Compose the run's model, outermost first: LedgerModel -> BudgetedModel (with a budget)
+    -> CachedModel -> RetryingModel -> LimitedModel -> LiteLLMModel (or `base`, for tests).
 
-        LedgerModel -> BudgetedModel (if a budget) -> CachedModel (if cache) ->
-        RetryingModel -> LimitedModel -> LiteLLMModel (or `base`)
+    `run_dir` holds `llm_calls.parquet` (None: the ledger stays in memory). The cache is
+    `config.cache_dir`/.llm_cache.sqlite, by default beside the run folder, shared by the
+    runs of an output folder. `config.cache_only` (a replay) builds nothing below the cache:
+    no network, no key; a miss raises `LLMCacheMiss`. `seed` seeds the retry jitter.
+    `hard_budget`: calls after the budget is spent raise `BudgetExceeded` (default: the
+    world stops at the end of the round when `find(BudgetedModel).exhausted`).
 
-    - `run_dir`: where `llm_calls.parquet` goes (None keeps the ledger in memory). The
-      response cache is `config.cache_dir`/.llm_cache.sqlite, by default in the folder
-      that holds the run folder, so every run of an output folder shares it (a re-run of a
-      scenario and seed makes no calls); no cache without either.
-    - `config.cache_only` (a replay): only the cache answers; nothing below it is built, so
-      neither a network nor an API key is needed, and a miss raises `LLMCacheMiss`.
-    - `seed`: seeds the retry jitter (derive it from the run's RNG).
-    - `base`: a model to wrap instead of `LiteLLMModel` (tests, custom back ends).
-    - `hard_budget`: calls made after the budget is spent raise `BudgetExceeded` (default:
-      they go on, and the world stops at the end of the round when
-      `model.find(BudgetedModel).exhausted`).
-
-    Returns the `LedgerModel` on top: `set_round(n)` at the start of a round, `flush()`
-    before its checkpoint, `restore(committed_round)` on resume; `find(cls)` reaches any layer.
-    """
+    Returns the `LedgerModel`: `set_round(n)` as a round starts, `flush()` before its
+    checkpoint and `commit()` after it, `restore(committed_round)` on resume."""
     run_dir = Path(run_dir) if run_dir is not None else None
     folder = config.cache_dir if config.cache_dir is not None else (run_dir.parent if run_dir else None)
     model: LanguageModel | None = None

@@ -1,10 +1,8 @@
 """`LedgerModel`: one row per LLM call, written to `llm_calls.parquet` in the run folder.
 
-Columns (see `_schema`): run_id, round, call_id, agent_id, purpose, model, prompt_tokens,
-completion_tokens, total_tokens, cost_usd (null where no price is known; 0 for cache hits
-and the embedded model), latency_s, cached, retries, outcome (ok | retry | error |
-invalid_output | budget | cache_miss), error (one line, secrets redacted), dropped_params
-(what litellm dropped because the provider does not take it, e.g. "seed").
+Columns: see `_schema`. cost_usd is null where no price is known (0 for cache hits and the
+embedded model); outcome is one of `OUTCOMES`; error is one line, keys redacted;
+dropped_params names what litellm dropped because the provider does not take it ("seed").
 
 The run's life: `set_round(n)` at the start of a round; `flush()` before the round's
 checkpoint (an atomic rewrite: temporary file + rename), `commit()` after it. On resume,

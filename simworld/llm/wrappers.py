@@ -161,12 +161,9 @@ class BudgetedModel(ModelWrapper):
     @property
     def message(self) -> str:
         """One sentence on the state of the budget (for the run's stop message)."""
-        parts = []
-        if self.max_tokens is not None:
-            parts.append(f"{self.tokens_used:,} of {self.max_tokens:,} tokens")
-        if self.max_usd is not None:
-            parts.append(f"${self.usd_used:.4f} of ${self.max_usd:.4f}")
-        used = " and ".join(parts) if parts else "no cap"
+        parts = ([f"{self.tokens_used:,} of {self.max_tokens:,} tokens"] if self.max_tokens is not None else []) + (
+            [f"${self.usd_used:.4f} of ${self.max_usd:.4f}"] if self.max_usd is not None else [])
+        used = " and ".join(parts) or "no cap"
         if self.exhausted:
             return f"LLM budget spent ({used}); the run stops at the end of this round"
         return f"LLM budget: {used} used"
