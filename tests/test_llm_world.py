@@ -187,6 +187,8 @@ def test_replay_reproduces_the_event_log_with_no_call_and_fails_clearly_on_a_mis
     # the same scenario and seed run again into the same output folder: the shared cache answers
     rerun = run(tmp_path, scenario_text(server.url, policy=HYBRID), "rerun")
     assert server.count == calls and read_ledger(rerun)["cached"].all()
+    printed = CliRunner().invoke(app, ["replay", str(first)])  # the command prints the new folder
+    assert printed.exit_code == 0 and printed.output.strip() == str(tmp_path / "runs" / "orig-replay-2")
     # an answer missing from the cache: one sentence, exit code 2, no folder left behind
     with sqlite3.connect(tmp_path / "runs" / ".llm_cache.sqlite") as db:
         db.execute("DELETE FROM responses WHERE key = (SELECT key FROM responses WHERE round = 2 LIMIT 1)")
@@ -197,7 +199,8 @@ def test_replay_reproduces_the_event_log_with_no_call_and_fails_clearly_on_a_mis
     message = " ".join(result.output.split())
     assert re.fullmatch(r"error: no cached answer for (decide|search|voice) of agent \d+ in round 2; "
                         r"replay needs the original run's cache", message), message
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir()) == ["orig", "orig-replay", "rerun"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir()) == [
+        "orig", "orig-replay", "orig-replay-2", "rerun"]
     assert server.count == calls
 
 
