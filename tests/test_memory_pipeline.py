@@ -8,16 +8,16 @@ import pytest
 from simworld.embedding import HashingEmbedder
 from simworld.memory import (
     InProcessMemory, MemoryConfig, MemoryPipeline, MemoryRecord, consolidate, drift_taste,
-    forgettable, heuristic_importance, importance_from_scale, novelty, parse_importance,
-    reflection_records, score_importance, should_reflect, since_last_reflection,
+    forgettable, heuristic_importance, importance_from_scale, novelty, reflection_records,
+    should_reflect, since_last_reflection,
 )
 
 E = HashingEmbedder(dim=64)
 
 
 def rec(text, importance=0.5, kind="observation", created=0, seq=0, access=0, **kw):
-    return MemoryRecord(agent_id="a", text=text, importance=importance, kind=kind, created_round=created,
-                        access_count=access, seq=seq, memory_id=f"a-{seq}", embedding=E.embed([text])[0], **kw)
+    return MemoryRecord(agent_id=1, text=text, importance=importance, kind=kind, created_round=created,
+                        access_count=access, seq=seq, memory_id=f"1-{seq}", embedding=E.embed([text])[0], **kw)
 
 
 # -- importance -------------------------------------------------------------------------
@@ -39,21 +39,10 @@ def test_novelty():
     assert 0.0 < novelty(E.embed(["space cooking"])[0], vecs) < 1.0
 
 
-def test_llm_importance_helpers():
+def test_llm_importance_scale():
     assert importance_from_scale(1) == 0.0 and importance_from_scale(10) == 1.0
     assert importance_from_scale(42) == 1.0
-    assert parse_importance("Rating: 7") == pytest.approx(6 / 9)
-    assert parse_importance("no idea") is None
-    calls = []
-
-    def scorer(texts):
-        calls.append(list(texts))
-        return [10, None]
-
-    assert score_importance(["a", "b"], scorer) == [1.0, 0.5]
-    assert calls == [["a", "b"]]
-    with pytest.raises(ValueError):
-        score_importance(["a"], lambda texts: [])
+    assert importance_from_scale(7) == pytest.approx(6 / 9)
 
 
 # -- reflection -------------------------------------------------------------------------
@@ -68,16 +57,16 @@ def test_should_reflect_fires_at_the_threshold():
 def test_since_last_reflection_and_pipeline_trigger():
     store = InProcessMemory(E)
     pipe = MemoryPipeline(store, MemoryConfig(backend="inprocess", reflection_threshold=1.0))
-    store.add_many([MemoryRecord(agent_id="a", text=f"obs {i}", importance=0.3) for i in range(3)])
-    assert not pipe.should_reflect("a")  # 0.9
-    store.add(MemoryRecord(agent_id="a", text="obs 3", importance=0.1))
-    assert pipe.should_reflect("a")  # 1.0 reaches the threshold
-    store.add_many(reflection_records("a", ["I like space films", " "], now=1))
-    assert store.count("a") == 5  # the blank insight was dropped
-    assert since_last_reflection(store.all("a")) == []
-    assert not pipe.should_reflect("a")
-    store.add(MemoryRecord(agent_id="a", text="obs 4", importance=0.9))
-    assert [r.text for r in since_last_reflection(store.all("a"))] == ["obs 4"]
+    store.add_many([MemoryRecord(agent_id=1, text=f"obs {i}", importance=0.3) for i in range(3)])
+    assert not pipe.should_reflect(1)  # 0.9
+    store.add(MemoryRecord(agent_id=1, text="obs 3", importance=0.1))
+    assert pipe.should_reflect(1)  # 1.0 reaches the threshold
+    store.add_many(reflection_records(1, ["I like space films", " "], now=1))
+    assert store.count(1) == 5  # the blank insight was dropped
+    assert since_last_reflection(store.all(1)) == []
+    assert not pipe.should_reflect(1)
+    store.add(MemoryRecord(agent_id=1, text="obs 4", importance=0.9))
+    assert [r.text for r in since_last_reflection(store.all(1))] == ["obs 4"]
 
 
 def test_drift_taste_moves_towards_liked_and_away_from_disliked():
@@ -99,9 +88,10 @@ def test_consolidate_merges_near_duplicates_into_an_insight():
                rec("watched alien loved it", 0.6, seq=2, created=3, access=2),
                rec("watched alien loved it", 0.5, seq=3, created=4)]
     plan = consolidate(records, threshold=0.95, bonus=0.1)
-    assert plan.removed == ["a-0", "a-2", "a-3"]
+    assert plan.removed == ["1-0", "1-2", "1-3"]
     (merged,) = plan.merged
     assert merged.kind == "insight"
+    assert (merged.memory_id, merged.seq) == ("1-0", 0)  # in the place of the group's first memory
     assert merged.importance == pytest.approx(0.8)
     assert merged.extra["merged_count"] == 3
     assert (merged.created_round, merged.access_count) == (1, 3)
@@ -128,8 +118,8 @@ def test_forgettable_drops_old_unimportant_unused_but_never_insights():
                rec("recent dull", 0.1, created=9, seq=3),
                rec("old insight", 0.1, kind="insight", created=0, seq=4),
                rec("old reflection", 0.1, kind="reflection", created=0, seq=5)]
-    assert forgettable(records, now=10, after_rounds=5, importance_below=0.3, access_below=2) == ["a-0"]
-    assert forgettable(records, now=10, after_rounds=0, importance_below=0.3, access_below=2) == ["a-0", "a-3"]
+    assert forgettable(records, now=10, after_rounds=5, importance_below=0.3, access_below=2) == ["1-0"]
+    assert forgettable(records, now=10, after_rounds=0, importance_below=0.3, access_below=2) == ["1-0", "1-3"]
 
 
 def test_pipeline_maintain_consolidates_and_forgets():
@@ -137,13 +127,38 @@ def test_pipeline_maintain_consolidates_and_forgets():
     cfg = MemoryConfig(backend="inprocess", consolidation_similarity=0.95, forget_after_rounds=5,
                        forget_importance_below=0.3, forget_access_below=1)
     store.add_many([
-        MemoryRecord(agent_id="a", text="loved alien", importance=0.5, created_round=1),
-        MemoryRecord(agent_id="a", text="loved alien", importance=0.6, created_round=2),
-        MemoryRecord(agent_id="a", text="dull ad", importance=0.1, created_round=0),
-        MemoryRecord(agent_id="b", text="dull ad", importance=0.1, created_round=8),
+        MemoryRecord(agent_id=1, text="loved alien", importance=0.5, created_round=1),
+        MemoryRecord(agent_id=1, text="loved alien", importance=0.6, created_round=2),
+        MemoryRecord(agent_id=1, text="dull ad", importance=0.1, created_round=0),
+        MemoryRecord(agent_id=2, text="dull ad", importance=0.1, created_round=8),
     ])
-    report = MemoryPipeline(store, cfg).maintain(["a", "b"], now=10)
+    report = MemoryPipeline(store, cfg).maintain([1, 2], now=10)
     assert (report.consolidated, report.insights, report.forgotten) == (2, 1, 1)
-    (only,) = store.all("a")
-    assert only.kind == "insight" and only.memory_id == "a-3" and only.extra["merged_count"] == 2
-    assert store.count("b") == 1
+    (only,) = store.all(1)
+    assert only.kind == "insight" and only.memory_id == "1-0" and only.extra["merged_count"] == 2
+    assert store.count(2) == 1
+    assert store.add(MemoryRecord(agent_id=1, text="next")) == "1-3"  # ids are never reused
+
+
+def test_a_consolidated_insight_is_no_new_importance():
+    """An agent reflects on its memories; consolidating them afterwards must not make it
+    reflect again (the insight keeps the place of what it merged, before the reflection)."""
+    store = InProcessMemory(E)
+    cfg = MemoryConfig(backend="inprocess", reflection_threshold=1.5, consolidation_similarity=0.95)
+    pipe = MemoryPipeline(store, cfg)
+    store.add_many([MemoryRecord(agent_id=1, text="loved alien", importance=0.8, created_round=1),
+                    MemoryRecord(agent_id=1, text="loved alien", importance=0.7, created_round=2)])
+    assert pipe.should_reflect(1)
+    store.add_many(reflection_records(1, ["I love space horror"], now=2))
+    pipe.maintain([1], now=2)
+    insight, reflection = store.all(1)
+    assert insight.kind == "insight" and insight.importance == pytest.approx(0.9)
+    assert since_last_reflection(store.all(1)) == []
+    assert not pipe.should_reflect(1)
+    # memories written after the reflection and merged among themselves still count, once
+    store.add_many([MemoryRecord(agent_id=1, text="hated the ad", importance=0.8, created_round=3),
+                    MemoryRecord(agent_id=1, text="hated the ad", importance=0.8, created_round=3)])
+    assert pipe.should_reflect(1)  # 1.6
+    pipe.maintain([1], now=3)
+    assert [(r.kind, r.importance) for r in since_last_reflection(store.all(1))] == [("insight", pytest.approx(0.9))]
+    assert not pipe.should_reflect(1)

@@ -6,6 +6,7 @@ imported only when a chroma store is opened.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,10 +14,12 @@ from simworld.memory.config import MemoryConfig, RetrievalConfig
 from simworld.memory.index import Query, RetrievalRequest
 from simworld.memory.pipeline import (
     Consolidation, MaintenanceReport, MemoryPipeline, consolidate, drift_taste, forgettable,
-    heuristic_importance, importance_from_scale, novelty, parse_importance, reflection_records,
-    score_importance, should_reflect, since_last_reflection,
+    heuristic_importance, importance_from_scale, novelty, reflection_records, should_reflect,
+    since_last_reflection,
 )
-from simworld.memory.records import MEMORY_KINDS, MemoryKind, MemoryRecord, ScoredMemory, memory_id_for
+from simworld.memory.records import (
+    MEMORY_KINDS, MemoryDelta, MemoryKind, MemoryRecord, ScoredMemory, memory_id_for,
+)
 from simworld.memory.store import InProcessMemory, MemoryStore
 
 if TYPE_CHECKING:
@@ -33,12 +36,9 @@ def __getattr__(name: str):
 
 
 def _collection_name(base: str, run_id: str | None) -> str:
-    import re
-
     if not run_id:
         return base
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", f"{base}-{run_id}")[:200].strip("-._")
-    return name
+    return re.sub(r"[^A-Za-z0-9._-]", "-", f"{base}-{run_id}")[:200].strip("-._")
 
 
 def open_memory(
@@ -50,7 +50,8 @@ def open_memory(
     """The store a scenario's `memory:` section asks for.
 
     `inprocess`: an `InProcessMemory`. `chroma` without `server`: an embedded persistent
-    store in ``run_dir/memory`` (reopening the same run folder restores the memories).
+    store in ``run_dir/memory`` (reopening the same run folder gives the memories of its
+    last commit).
     `chroma` with `server`: the collection ``{config.collection}-{run_id}`` on that server.
     The embedder is built from `config.embedder` when not given.
     """
@@ -74,9 +75,8 @@ def open_memory(
 
 __all__ = [
     "ChromaMemory", "Consolidation", "InProcessMemory", "MEMORY_KINDS", "MaintenanceReport",
-    "MemoryConfig", "MemoryKind", "MemoryPipeline", "MemoryRecord", "MemoryStore", "Query",
-    "RetrievalConfig", "RetrievalRequest", "ScoredMemory", "consolidate", "drift_taste",
+    "MemoryConfig", "MemoryDelta", "MemoryKind", "MemoryPipeline", "MemoryRecord", "MemoryStore",
+    "Query", "RetrievalConfig", "RetrievalRequest", "ScoredMemory", "consolidate", "drift_taste",
     "forgettable", "heuristic_importance", "importance_from_scale", "memory_id_for", "novelty",
-    "open_memory", "parse_importance", "reflection_records", "score_importance",
-    "should_reflect", "since_last_reflection",
+    "open_memory", "reflection_records", "should_reflect", "since_last_reflection",
 ]

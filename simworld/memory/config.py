@@ -8,6 +8,15 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+def parse_server_url(url: str) -> tuple[str, int, bool]:
+    """(host, port, ssl) of a chroma server URL like http://127.0.0.1:8000; ValueError otherwise."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"a memory server must be a URL like http://127.0.0.1:8000, not {url!r}")
+    ssl = parsed.scheme == "https"
+    return parsed.hostname, parsed.port or (443 if ssl else 8000), ssl
+
+
 class RetrievalConfig(BaseModel):
     """How memories are ranked for a query (Generative Agents' retrieval function).
 
@@ -50,7 +59,8 @@ class MemoryConfig(BaseModel):
     backend: Literal["chroma", "inprocess"] = Field(
         "chroma",
         description="`chroma`: durable chromadb store (in the run folder, or on `server`) "
-        "mirrored by an in-process index; `inprocess`: numpy only, nothing persists.",
+        "mirrored by an in-process index, written once per round; `inprocess`: numpy only, "
+        "kept whole in each round's checkpoint (for small runs).",
     )
     server: str | None = Field(
         None,
@@ -108,11 +118,8 @@ class MemoryConfig(BaseModel):
     @field_validator("server")
     @classmethod
     def _check_server(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parsed = urlparse(value)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"server must be a URL like http://127.0.0.1:8000, not {value!r}")
+        if value is not None:
+            parse_server_url(value)
         return value
 
     @field_validator("collection")

@@ -1,25 +1,27 @@
 """The memory pipeline in the spirit of RecAgent and Generative Agents, as pure pieces.
 
 Observations enter as short memories with an importance in [0, 1] (`heuristic_importance`
-for rule agents; an LLM's 1-10 answer through `importance_from_scale` /
-`score_importance` for LLM agents); near-duplicates are consolidated into long-term
+for rule agents; an LLM's own 1-10 answer, part of its structured decision, through
+`importance_from_scale` for LLM agents); near-duplicates are consolidated into long-term
 insights (`consolidate`); once the importance written since the last reflection passes
 a threshold the agent reflects (`should_reflect`, `reflection_records`); old unimportant,
 unused memories are forgotten (`forgettable`). Nothing here calls an LLM or knows about
-agents: callers pass callables and records. Everything is deterministic.
+agents: callers pass records. Everything is deterministic.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from simworld.memory.config import MemoryConfig
 from simworld.memory.records import MemoryRecord
+
+if TYPE_CHECKING:
+    from simworld.memory.store import MemoryStore
 
 PROTECTED_KINDS: tuple[str, ...] = ("insight", "reflection")
 
@@ -68,27 +70,6 @@ def importance_from_scale(value: float, lo: float = 1.0, hi: float = 10.0) -> fl
     return float(np.clip((float(value) - lo) / (hi - lo), 0.0, 1.0))
 
 
-def parse_importance(answer: str, lo: float = 1.0, hi: float = 10.0) -> float | None:
-    """The first number in an LLM answer mapped to [0, 1]; None when there is no number."""
-    match = re.search(r"-?\d+(?:\.\d+)?", answer)
-    return None if match is None else importance_from_scale(float(match.group()), lo, hi)
-
-
-def score_importance(
-    texts: Sequence[str],
-    scorer: Callable[[Sequence[str]], Sequence[float | None]],
-    lo: float = 1.0,
-    hi: float = 10.0,
-    fallback: float = 0.5,
-) -> list[float]:
-    """Importance of many memory texts from one call of `scorer` (e.g. a batched LLM call
-    answering on [lo, hi]); a None answer gets `fallback`."""
-    raw = list(scorer(list(texts)))
-    if len(raw) != len(texts):
-        raise ValueError(f"scorer returned {len(raw)} scores for {len(texts)} texts")
-    return [fallback if v is None else importance_from_scale(v, lo, hi) for v in raw]
-
-
 # -- reflection -------------------------------------------------------------------------
 
 def since_last_reflection(records: Sequence[MemoryRecord]) -> list[MemoryRecord]:
@@ -107,7 +88,7 @@ def should_reflect(records_since_last_reflection: Iterable[MemoryRecord | float]
 
 
 def reflection_records(
-    agent_id: str, insights: Sequence[str], now: int, importance: float = 0.8,
+    agent_id: int, insights: Sequence[str], now: int, importance: float = 0.8,
     extra: dict | None = None,
 ) -> list[MemoryRecord]:
     """Records for the 1-3 insights an agent wrote when it reflected (kind "reflection")."""
@@ -163,7 +144,13 @@ def consolidate(
     its most important member (the latest on ties), importance ``max + bonus * (size-1)``
     (capped at 1), the earliest created_round, the latest last_access_round, the summed
     access_count, and ``extra["merged_count"]`` = how many original memories it stands for.
-    The records need embeddings (as `MemoryStore.all` returns them).
+
+    The insight takes the place of the group's leader, its oldest member: its memory_id
+    and seq. So it is no new memory: it sits where its group began, and counts toward the
+    next reflection only if that memory did (an insight of memories an agent already
+    reflected on does not make it reflect, or pull its taste, again). `removed` lists
+    every member, the leader too (the store forgets them, then adds the insight under
+    the leader's id). The records need embeddings (as `MemoryStore.all` returns them).
     """
     pool = sorted((r for r in records if r.kind in kinds), key=lambda r: r.seq)
     if len(pool) < min_group:
@@ -189,6 +176,7 @@ def consolidate(
         extra["merged_count"] = count
         merged.append(MemoryRecord(
             agent_id=rep.agent_id, text=rep.text, kind="insight",
+            memory_id=pool[i].memory_id, seq=pool[i].seq,
             importance=min(1.0, max(r.importance for r in group) + bonus * (len(group) - 1)),
             created_round=min(r.created_round for r in group),
             last_access_round=max(r.last_access_round for r in group),
@@ -237,22 +225,22 @@ class MemoryPipeline:
     """Consolidation, forgetting and the reflection trigger applied to a store with the
     constants of a `MemoryConfig`. The store is any `MemoryStore`."""
 
-    def __init__(self, store, config: MemoryConfig | None = None):
+    def __init__(self, store: "MemoryStore", config: MemoryConfig | None = None):
         self.store = store
         self.config = config or MemoryConfig()
 
-    def should_reflect(self, agent_id: str) -> bool:
+    def should_reflect(self, agent_id: int) -> bool:
         """Whether the agent's importance since its last reflection reached the threshold."""
         return should_reflect(since_last_reflection(self.store.all(agent_id)),
                               self.config.reflection_threshold)
 
-    def maintain(self, agent_ids: Iterable[str], now: int) -> MaintenanceReport:
-        """Consolidate then forget for each agent (sorted); all new insights go to the
-        store in one `add_many`."""
+    def maintain(self, agent_ids: Iterable[int], now: int) -> MaintenanceReport:
+        """Consolidate then forget for each agent (sorted); all insights go to the store in
+        one `add_many`."""
         cfg = self.config
         new: list[MemoryRecord] = []
         consolidated = forgotten = 0
-        for agent_id in sorted({str(a) for a in agent_ids}):
+        for agent_id in sorted(set(agent_ids)):
             records = self.store.all(agent_id)
             plan = consolidate(records, cfg.consolidation_similarity, cfg.consolidation_bonus)
             if plan:
@@ -267,6 +255,4 @@ class MemoryPipeline:
                 forgotten += self.store.forget(agent_id, drop)
         if new:
             self.store.add_many(new)
-        elif consolidated or forgotten:
-            self.store.flush()
         return MaintenanceReport(consolidated, len(new), forgotten)
