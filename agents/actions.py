@@ -65,6 +65,66 @@ class IdleAction:
 Action = Union[BrowseAction, SearchAction, IdleAction]
 
 
+# -- the social side (simworld/social): decided and applied by the social stages ----------------
+
+@dataclass(frozen=True)
+class Utterance:
+    """One message of a chat, with the catalog films it names."""
+
+    speaker: int
+    listener: int
+    text: str
+    mentions: tuple[int, ...] = ()
+    done: bool = False  # the speaker ends the chat with this message
+    meta: DecisionMeta = field(default_factory=DecisionMeta)
+
+
+@dataclass(frozen=True)
+class ChatAction:
+    """A chat with a friend, turn by turn (each speaker is its own agent)."""
+
+    thread_id: int
+    partner: int
+    turns: tuple[Utterance, ...]
+    meta: DecisionMeta = field(default_factory=DecisionMeta)
+    kind: Literal["chat"] = "chat"
+
+
+@dataclass(frozen=True)
+class PostAction:
+    """A post to one's followers about a film; with `parent_id`, a repost of that post."""
+
+    post_id: int
+    item_id: int
+    text: str
+    audience: tuple[int, ...]  # the followers it reaches
+    verdict: float = 0.0  # the author's view of the film, -1 (hated) .. +1 (loved)
+    parent_id: int | None = None
+    meta: DecisionMeta = field(default_factory=DecisionMeta)
+    kind: Literal["post"] = "post"
+
+
+@dataclass(frozen=True)
+class ReadFeedAction:
+    """A visit to the feed: the posts read, in feed order, and what the reader did with them."""
+
+    post_ids: tuple[int, ...]
+    liked: tuple[int, ...] = ()  # post ids
+    meta: DecisionMeta = field(default_factory=DecisionMeta)
+    kind: Literal["read_feed"] = "read_feed"
+
+
+@dataclass(frozen=True)
+class FollowAction:
+    target: int
+    follow: bool  # False: unfollow
+    meta: DecisionMeta = field(default_factory=DecisionMeta)
+    kind: Literal["follow"] = "follow"
+
+
+SocialAction = Union[ChatAction, PostAction, ReadFeedAction, FollowAction]
+
+
 def watches_of(action: Action) -> list[Watch]:
     if isinstance(action, BrowseAction):
         return [w for _, page in action.pages for w in page.watches]

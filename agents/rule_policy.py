@@ -9,6 +9,11 @@ and watches with probability sigmoid(slope * (u - threshold) - fatigue * pages_s
 plus the persona's bias and noise, rounded to half stars like MovieLens. With the defaults a
 synthetic population rates with mean about 3.5 and spread about 1 (MovieLens' 3.5 and 1.04;
 see tests/test_rule_policy.py). Everything random is drawn from the observation's rng.
+
+Word of mouth (the social layer, simworld/social): `obs.extra["heard"]` maps films the user
+heard about from friends to log-odds added to watching them, and `obs.extra["lookup"]` is the
+chance of looking the best of them up in the search box instead of browsing. Without them
+the model draws exactly what it drew before.
 """
 
 from __future__ import annotations
@@ -58,8 +63,11 @@ class RulePolicy:
         roll = rng.random()
         if roll < spec.idle_rate:
             return IdleAction(meta=DecisionMeta(policy="rule"))
-        if roll < spec.idle_rate + spec.search_rate * 2 * persona.curiosity or not obs.pages:
-            query = self.search_query(obs)
+        lookup = self.heard_title(obs)
+        if lookup is not None and rng.random() >= float(obs.extra.get("lookup", 0.0)):
+            lookup = None
+        if lookup is not None or roll < spec.idle_rate + spec.search_rate * 2 * persona.curiosity or not obs.pages:
+            query = lookup or self.search_query(obs)
             results = tuple(obs.search(query, max(len(obs.pages[0]) if obs.pages else 10, 1)))
             items = tuple(obs.catalog.get(i) for i in results)
             decision = self.judge_page(obs, items, pages_seen=0, allow_next=False)
@@ -85,6 +93,9 @@ class RulePolicy:
         s = self.spec
         repeat = item.item_id in obs.watched
         x = s.watch_slope * (self.utility(obs, item) - s.watch_threshold) - s.page_fatigue * pages_seen
+        heard = obs.extra.get("heard")
+        if heard:
+            x += heard.get(item.item_id, 0.0)  # a friend's word
         return sigmoid(x - s.repeat_penalty * repeat)
 
     def rating(self, obs: Observation, item: Item) -> float:
@@ -113,6 +124,14 @@ class RulePolicy:
         options = FEELINGS[band]
         genre = (item.genres[0] if item.genres else "film").lower()
         return options[int(obs.rng.integers(len(options)))].format(genre=genre)
+
+    def heard_title(self, obs: Observation) -> str | None:
+        """The title of the film friends spoke best of (ties: the smaller id), if any was praised."""
+        heard = obs.extra.get("heard")
+        if not heard:
+            return None
+        item_id, uplift = min(heard.items(), key=lambda kv: (-kv[1], kv[0]))
+        return obs.catalog.get(item_id).title if uplift > 0 else None
 
     def search_query(self, obs: Observation) -> str:
         rng = obs.rng

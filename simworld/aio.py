@@ -18,6 +18,12 @@ class LoopRunner:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._loop.run_until_complete(coro)
 
+    def start(self, coro: Coroutine[Any, Any, T]) -> "asyncio.Task[T]":
+        """Schedule a coroutine without waiting for it: it runs whenever the loop next runs (a
+        later `gather` or `run`), so work started before another stage's gather overlaps it.
+        Collect its result by passing the task to `gather`."""
+        return self._loop.create_task(coro)
+
     def gather(self, aws: Iterable[Awaitable[T]]) -> list[T]:
         """Run awaitables concurrently and return their results in order."""
         aws = list(aws)

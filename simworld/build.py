@@ -80,7 +80,8 @@ def build_population(scenario: Scenario, catalog: Catalog, streams: Streams
 
 
 def uses_llm(scenario: Scenario) -> bool:
-    return scenario.policy.kind != "rule" or scenario.recommender.name == "llm_rerank"
+    social_llm = scenario.social is not None and scenario.social.chat.speaker == "llm"
+    return scenario.policy.kind != "rule" or scenario.recommender.name == "llm_rerank" or social_llm
 
 
 def build_llm(scenario: Scenario, run_dir: Path | None, run_id: str, streams: Streams):
@@ -160,6 +161,17 @@ def build_stages(scenario: Scenario) -> list[PlacedStage]:
     return placed
 
 
+def build_social(scenario: Scenario, catalog: Catalog, personas: list[Persona], streams: Streams,
+                 run_dir: Path | None) -> list[PlacedStage]:
+    """The social layer's stages (simworld/social), or none when the scenario has no `social:`."""
+    if scenario.social is None:
+        return []
+    from simworld.social.stages import SocialLayer
+
+    layer = SocialLayer(scenario.social, catalog, personas, streams, run_dir, Path(scenario.base_dir))
+    return [PlacedStage(stage, **where) for stage, where in layer.stages()]
+
+
 def build_parts(scenario: Scenario, run_id: str = "run", run_dir: Path | None = None) -> WorldParts:
     """Every part of a world for this scenario; `run_dir` holds the LLM ledger and memory."""
     streams = Streams(scenario.seed)
@@ -179,5 +191,5 @@ def build_parts(scenario: Scenario, run_id: str = "run", run_dir: Path | None = 
         catalog=catalog, personas=personas, history=history, recommender=recommender,
         policy_for=policy_factory(scenario, llm, llm_ids, voice_ids), streams=streams, loop=loop,
         llm=llm, embedder=embedder, memory=build_memory(scenario, catalog, run_dir, run_id),
-        stages=build_stages(scenario),
+        stages=[*build_social(scenario, catalog, personas, streams, run_dir), *build_stages(scenario)],
     )

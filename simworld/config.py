@@ -18,6 +18,7 @@ from pydantic import (
 from simworld.errors import ScenarioError
 from simworld.llm.config import LLMConfig
 from simworld.memory.config import MemoryConfig
+from simworld.social.config import SocialConfig
 
 
 # What a scenario name or run id may hold: one plain folder name, never a path.
@@ -196,6 +197,8 @@ class Scenario(Section):
                            "LLM re-rankers, interviews); default: the embedded offline model")
     memory: MemoryConfig | None = Field(None, description="long-term agent memory (chromadb); null: agents "
                                         "remember only their last few events")
+    social: SocialConfig | None = Field(None, description="the social side: a friend graph, chats, posts and "
+                                        "reposts, the feed, word of mouth; null: agents only use the platform")
     stages: list[StageSpec] = Field(default_factory=list, description="plug-in stages added to the round "
                                     "(activate, recommend, recall, observe, decide, apply, remember, reflect, "
                                     "forget, learn)")
@@ -248,7 +251,12 @@ class Scenario(Section):
             update={"path": str(self.resolve_path(self.catalog.path).resolve())} if self.catalog.path else {})
         population = self.population.model_copy(
             update={"path": str(self.resolve_path(self.population.path).resolve())} if self.population.path else {})
-        return self.model_copy(update={"catalog": catalog, "population": population})
+        update = {"catalog": catalog, "population": population}
+        if self.social is not None and self.social.graph.path:
+            graph = self.social.graph.model_copy(
+                update={"path": str(self.resolve_path(self.social.graph.path).resolve())})
+            update["social"] = self.social.model_copy(update={"graph": graph})
+        return self.model_copy(update=update)
 
     def to_yaml(self) -> str:
         """The scenario as resolved (absolute data paths), as written into the run folder."""

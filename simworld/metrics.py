@@ -22,7 +22,15 @@ popularity_bias             mean over this round's impressions of the item's pop
                             percentile in the catalog, 0 = least, 1 = most popular (NaN)
 genre_entropy               mean over agents who watched anything so far of the normalised
                             Shannon entropy of the genres they watched (NaN): the filter bubble
+recommended_share           share of this round's watches picked from a recommendation page (NaN)
+search_share                ... found with the search box (NaN)
+friend_share                ... of films a friend talked about in a chat before (NaN)
+feed_share                  ... of films seen in a post in the feed before (NaN)
 ==========================  ================================================================
+
+A watch's source is the `source` column of the event log: where the policy picked it (page or
+search), unless the agent heard about the film from a friend in the rounds before, which the
+social layer records as friend or feed (word of mouth; see simworld/social).
 
 "Shown" means the `items` of `page` rows (what the recommender served); search results are
 not exposure. Popularity: by default the watches in `history` (each agent counted once per
@@ -46,8 +54,10 @@ from simworld.catalog import Catalog
 METRIC_KEYS: tuple[str, ...] = (
     "impressions", "watches", "ctr", "mean_rating", "intra_list_diversity", "coverage",
     "coverage_round", "exposure_gini", "exposure_gini_cumulative", "novelty", "popularity_bias",
-    "genre_entropy",
+    "genre_entropy", "recommended_share", "search_share", "friend_share", "feed_share",
 )
+WATCH_SOURCES = {"page": "recommended_share", "search": "search_share", "friend": "friend_share",
+                 "feed": "feed_share"}
 
 
 def round_metrics(events_of_round: pl.DataFrame, history: pl.DataFrame, catalog: Catalog,
@@ -79,6 +89,7 @@ def round_metrics(events_of_round: pl.DataFrame, history: pl.DataFrame, catalog:
         "novelty": float(np.mean(-np.log2(p[rows_now]))) if shown_now else math.nan,
         "popularity_bias": float(np.mean(popularity_percentile(counts)[rows_now])) if shown_now else math.nan,
         "genre_entropy": genre_entropy(history.filter(pl.col("action") == "watch"), catalog),
+        **watch_source_shares(watches),
     }
 
 
@@ -96,6 +107,18 @@ def click_through(events: pl.DataFrame) -> float:
     watches = events.filter(pl.col("action") == "watch").select("agent_id", "item_id").iter_rows()
     clicked = sum(1 for agent, item in watches if item in shown.get(agent, ()))
     return clicked / impressions
+
+
+def watch_source_shares(watches: pl.DataFrame) -> dict[str, float]:
+    """Share of the watches by where they came from (page, search, friend, feed); NaN when
+    there is no watch. A log without a `source` column counts every watch as from a page."""
+    if watches.height == 0:
+        return {key: math.nan for key in WATCH_SOURCES.values()}
+    if "source" not in watches.columns:
+        counts = {"page": watches.height}
+    else:
+        counts = dict(watches.select(pl.col("source").fill_null("page")).group_by("source").len().iter_rows())
+    return {key: counts.get(source, 0) / watches.height for source, key in WATCH_SOURCES.items()}
 
 
 def mean_rating(events: pl.DataFrame) -> float:

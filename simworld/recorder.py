@@ -31,7 +31,7 @@ import polars as pl
 from simworld.catalog import Catalog
 from simworld.config import Scenario
 from simworld.errors import SimworldError
-from simworld.events import EVENT_SCHEMA, empty_events
+from simworld.events import conform_events, empty_events
 from simworld.metrics import round_metrics
 
 CHECKPOINT = "checkpoint.pkl"
@@ -186,11 +186,11 @@ def read_events(run_dir: Path) -> pl.DataFrame:
     run_dir = Path(run_dir)
     whole = run_dir / "events.parquet"
     if whole.exists():
-        return pl.read_parquet(whole)
+        return conform_events(pl.read_parquet(whole))
     parts = sorted((run_dir / "events").glob("round-*.parquet"))
     if not parts:
         return empty_events()
-    return pl.concat([pl.read_parquet(p) for p in parts]).cast(EVENT_SCHEMA)
+    return pl.concat([conform_events(pl.read_parquet(p)) for p in parts])
 
 
 def read_metrics(run_dir: Path) -> pl.DataFrame:

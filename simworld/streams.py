@@ -30,6 +30,8 @@ STREAM_NAMES: dict[str, str] = {
     "llm_retry": "the LLM layer's retry jitter",
     "social_graph": "the friend graph's generator",
     "social": "the social stages' draws (keys: round, agent id)",
+    "social_style": "each persona's mix of watching, talking and posting (keys: agent id)",
+    "social_chat": "a chat's own draws, both speakers' (keys: round, thread id)",
 }
 
 
