@@ -45,7 +45,9 @@ QUERIES = ("{genre} movies", "best {genre} films", "{genre} {genre2}", "classic 
 
 
 def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
+    """The logistic function for any float. Below -700, exp(-x) would overflow (a `repeat_penalty`
+    of 1000), and there sigmoid(x) equals exp(x) to double precision."""
+    return 1.0 / (1.0 + math.exp(-x)) if x > -700.0 else math.exp(x)
 
 
 class RulePolicy:

@@ -13,7 +13,7 @@ from simworld.recommenders.base import RecommenderConfig, RecommenderContext, Sc
 
 class ItemKNNConfig(RecommenderConfig):
     neighbors: int = Field(default=50, ge=1, description="similar items kept per item")
-    shrinkage: float = Field(default=10.0, ge=0.0, description="added to the cosine denominator")
+    shrinkage: float = Field(default=10.0, ge=0.0, le=1e6, description="added to the cosine denominator")
     min_rating: float | None = Field(
         default=None, description="rated interactions below this are not positive signal (unrated ones are)")
     block_size: int = Field(default=1024, ge=1, description="items per similarity block (memory bound)")

@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from simworld.errors import SimworldError
 from simworld.recommenders._util import popularity, positives, score_with_popularity, user_item_matrix
@@ -16,13 +16,23 @@ from simworld.recommenders.base import RecommenderConfig, RecommenderContext, Sc
 class MFConfig(RecommenderConfig):
     algorithm: Literal["als", "bpr"] = "als"
     # Defaults chosen on MovieLens ml-latest-small (temporal split, NDCG@10); see evaluation.py.
-    factors: int = Field(default=32, ge=1)
-    regularization: float = Field(default=1.0, ge=0.0)
-    iterations: int = Field(default=15, ge=1)
-    alpha: float = Field(default=1.0, gt=0.0, description="ALS confidence: 1 + alpha * interactions")
-    learning_rate: float = Field(default=0.05, gt=0.0, description="BPR only")
+    # The upper bounds keep training finite: past them the factors overflow to NaN (measured on
+    # the bundled catalog), or the model would not fit in memory or time.
+    factors: int = Field(default=32, ge=1, le=1024)
+    regularization: float = Field(default=1.0, ge=0.0, le=1e6)
+    iterations: int = Field(default=15, ge=1, le=10_000)
+    alpha: float = Field(default=1.0, gt=0.0, le=1e6, description="ALS confidence: 1 + alpha * interactions")
+    learning_rate: float = Field(default=0.05, gt=0.0, le=0.5, description="BPR only")
     min_rating: float | None = Field(
         default=None, description="rated interactions below this are not positive signal (unrated ones are)")
+
+    @model_validator(mode="after")
+    def _bpr_converges(self) -> "MFConfig":
+        # BPR's SGD shrinks each factor by learning_rate * regularization per step: beyond 1 it diverges.
+        if self.algorithm == "bpr" and self.learning_rate * self.regularization > 1.0:
+            raise ValueError(f"bpr needs learning_rate * regularization <= 1 (training diverges beyond), got "
+                             f"{self.learning_rate:g} * {self.regularization:g}")
+        return self
 
 
 class MFRecommender(ScoringRecommender):

@@ -88,8 +88,7 @@ class RecommenderSpec(Section):
             base = self.params.get("base") if self.name == "llm_rerank" else None
             for name in (self.name, base):
                 if isinstance(name, str) and _is_dotted_path(name):
-                    raise ValueError(f"{_short(name)} is a dotted path to code, which validating would import "
-                                     "and run; plug-ins are turned off here")
+                    raise ValueError(_plugins_off(name))
         try:
             resolve(self.name)
         except SimworldError as exc:
@@ -97,7 +96,11 @@ class RecommenderSpec(Section):
         return self
 
 
-LOG_ODDS = 1e6  # bound of the choice model's log-odds constants and slopes
+PLUGINS_OFF = "plug-ins are turned off here"  # ends the message of a refused dotted path
+
+
+def _plugins_off(path: str) -> str:
+    return f"{_short(path)} is a dotted path to code, which would be imported and run; {PLUGINS_OFF}"
 
 
 def _is_dotted_path(name: str) -> bool:
@@ -109,6 +112,9 @@ def _is_dotted_path(name: str) -> bool:
     if name in REGISTRY or ":" not in name:
         return False
     return not any(ep.name == name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+LOG_ODDS = 1e6  # bound of the choice model's log-odds constants and slopes
 
 
 class RulePolicySpec(Section):
@@ -153,9 +159,11 @@ class StageSpec(Section):
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory")
 
     @model_validator(mode="after")
-    def _one_anchor(self) -> "StageSpec":
+    def _one_anchor(self, info: ValidationInfo) -> "StageSpec":
         if self.before is not None and self.after is not None:
             raise ValueError("give `before` or `after`, not both")
+        if not (info.context or {}).get("allow_plugins", True):
+            raise ValueError(_plugins_off(self.path))
         return self
 
 
@@ -168,7 +176,7 @@ class OutputSpec(Section):
     @classmethod
     def _not_a_parent(cls, value: str | None) -> str | None:
         if value in (".", ".."):
-            raise ValueError(f"must name a folder, not {value!r}")
+            raise ValueError("must name a folder, not '.' or '..'")
         return value
 
 
@@ -303,9 +311,9 @@ def read_yaml(text: str, source: str, what: str = "file") -> dict[str, Any]:
     return data
 
 
-def load_scenario(path: str | Path, *, allow_plugins: bool = True) -> Scenario:
-    """Read and validate a scenario file; raise ScenarioError with one line per problem."""
-    path = Path(path)
+def read_scenario_file(path: Path) -> dict[str, Any]:
+    """A scenario file's sections, unvalidated: `name` defaults to the file's stem, and `base_dir`
+    is its folder; ScenarioError if the file is missing, not text, empty or not a mapping."""
     source = str(path)
     if not path.is_file():
         raise ScenarioError(source, [f"file not found: {source}"])
@@ -316,7 +324,13 @@ def load_scenario(path: str | Path, *, allow_plugins: bool = True) -> Scenario:
     data = read_yaml(text, source)
     data.setdefault("name", path.stem)
     data["base_dir"] = str(path.resolve().parent)
-    return parse_scenario(data, source, allow_plugins=allow_plugins)
+    return data
+
+
+def load_scenario(path: str | Path, *, allow_plugins: bool = True) -> Scenario:
+    """Read and validate a scenario file; raise ScenarioError with one line per problem."""
+    path = Path(path)
+    return parse_scenario(read_scenario_file(path), str(path), allow_plugins=allow_plugins)
 
 
 def parse_scenario(data: dict[str, Any], source: str = "scenario", *, allow_plugins: bool = True) -> Scenario:
@@ -327,19 +341,36 @@ def parse_scenario(data: dict[str, Any], source: str = "scenario", *, allow_plug
     try:
         scenario = Scenario.model_validate(data, context={"allow_plugins": allow_plugins})
     except ValidationError as exc:
-        raise ScenarioError(source, [_describe(err) for err in exc.errors()]) from None
-    # The algorithm's own typed config is known only once the name resolves.
+        problems = [_describe(err) for err in exc.errors()]
+        # The recommender's params are reported with the other problems, unless its name is one.
+        if not any(p.startswith(("recommender:", "recommender.name:")) for p in problems):
+            problems += _params_problems(data.get("recommender"), allow_plugins)
+        raise ScenarioError(source, problems) from None
+    problems = _params_problems(scenario.recommender.model_dump(), allow_plugins)
+    if problems:
+        raise ScenarioError(source, problems)
+    return scenario
+
+
+def _params_problems(recommender: Any, allow_plugins: bool) -> list[str]:
+    """Problems of `recommender.params` under the algorithm's own typed config (known only once
+    the name resolves); none when the name or the params are themselves the problem."""
+    from simworld.errors import SimworldError
     from simworld.recommenders.registry import validate_params
 
+    if not isinstance(recommender, dict):
+        return []
+    name = recommender.get("name", RecommenderSpec.model_fields["name"].default)
+    params = recommender.get("params", {})
+    if not isinstance(name, str) or not isinstance(params, dict) or (not allow_plugins and _is_dotted_path(name)):
+        return []
     try:
-        validate_params(scenario.recommender.name, scenario.recommender.params)
+        validate_params(name, params)
+    except SimworldError:
+        return []
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            err = dict(err, loc=("recommender", "params", *err["loc"]))
-            problems.append(_describe(err))
-        raise ScenarioError(source, problems) from None
-    return scenario
+        return [_describe(dict(err, loc=("recommender", "params", *err["loc"]))) for err in exc.errors()]
+    return []
 
 
 def _describe(err: dict[str, Any]) -> str:

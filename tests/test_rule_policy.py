@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from simworld.agents.actions import BrowseAction, IdleAction, SearchAction, watches_of
 from simworld.agents.observation import Observation
@@ -118,3 +121,62 @@ def test_same_stream_same_decision_and_actions_are_typed(catalog):
         if isinstance(a, SearchAction):
             assert a.query and set(w.item_id for w in a.decision.watches) <= set(a.results)
     assert {BrowseAction, SearchAction} <= kinds
+
+
+# -- numerically safe for any valid constant (issue 10, section 3) ----------------------------
+
+def test_extreme_constants_decide_without_overflow(catalog):
+    """`repeat_penalty: 1000` (never rewatch), `page_fatigue: 1000`, `continue_bias: -1000` once
+    overflowed math.exp; now they are certainties."""
+    spec = RulePolicySpec(repeat_penalty=1000, page_fatigue=1000, continue_bias=-1000, search_rate=0)
+    policy = RulePolicy(spec)
+    fan = persona_liking(catalog, "Horror")
+    page = items_with(catalog, "Horror", 5)
+    watched = frozenset(i.item_id for i in page)
+    for seed in range(20):
+        action = policy.decide_now(observe(catalog, fan, (page, page), seed=seed, watched=watched))
+        assert watches_of(action) == []  # never rewatch
+        assert not isinstance(action, BrowseAction) or len(action.pages) == 1  # never a second page
+    assert policy.watch_probability(observe(catalog, fan, ()), page[0], pages_seen=3) == 0.0
+
+
+def test_sigmoid_is_safe_and_exact_across_the_float_range():
+    from simworld.agents.rule_policy import sigmoid
+
+    assert sigmoid(-1e6) == 0.0 and sigmoid(1e6) == 1.0 and sigmoid(-1000) == 0.0
+    assert sigmoid(0.0) == 0.5 and 0.0 < sigmoid(-710) < 1e-300
+    for x in (-30.0, -5.0, 0.3, 7.0):
+        assert sigmoid(x) == 1.0 / (1.0 + math.exp(-x))  # unchanged where exp cannot overflow
+
+
+def bounded(name: str) -> st.SearchStrategy:
+    """Any valid value of a RulePolicySpec float field, its bounds likely."""
+    lo, hi = -1e6, 1e6
+    for bound in RulePolicySpec.model_fields[name].metadata:  # annotated_types Ge, Gt, Le
+        if getattr(bound, "ge", None) is not None:
+            lo = bound.ge
+        if getattr(bound, "gt", None) is not None:
+            lo = math.nextafter(bound.gt, math.inf)
+        if getattr(bound, "le", None) is not None:
+            hi = bound.le
+    return st.one_of(st.sampled_from([lo, hi]), st.floats(lo, hi))
+
+
+FLOAT_FIELDS = [n for n, f in RulePolicySpec.model_fields.items() if f.annotation is float]
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.fixed_dictionaries({n: bounded(n) for n in FLOAT_FIELDS}), seed=st.integers(0, 2**32 - 1))
+def test_any_valid_constants_give_a_valid_decision(catalog, values, seed):
+    policy = RulePolicy(RulePolicySpec(**values))
+    person = synthetic_personas(1, catalog, np.random.default_rng(seed % 1000))[0]
+    pages = (catalog.items[:8], catalog.items[8:16], catalog.items[16:24])
+    obs = observe(catalog, person, pages, seed=seed, watched=frozenset(i.item_id for i in catalog.items[:4]),
+                  mean=lambda i: 4.5)
+    for item in pages[0]:
+        assert 0.0 <= policy.watch_probability(obs, item, pages_seen=2) <= 1.0
+        rating = policy.rating(obs, item)
+        assert 0.5 <= rating <= 5.0 and (rating * 2).is_integer()
+    action = policy.decide_now(obs)
+    for watch in watches_of(action):
+        assert 0.5 <= watch.rating <= 5.0 and (watch.rating * 2).is_integer()

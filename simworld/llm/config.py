@@ -44,7 +44,7 @@ def has_price(model: str) -> bool:
 class DeploymentConfig(BaseModel):
     """One deployment behind a litellm Router (a key, an endpoint, or a model)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     model: str = Field(description="litellm model string, e.g. 'openai/gpt-4o-mini'")
     api_base: str | None = None
@@ -71,7 +71,7 @@ class LLMConfig(BaseModel):
     the cache and names the calls in the ledger).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     model: str = EMBEDDED_MODEL
     api_base: str | None = None
@@ -82,10 +82,11 @@ class LLMConfig(BaseModel):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=256, gt=0)
     seed: int | None = Field(default=None, description="sent to the model where it takes one")
-    timeout_s: float = Field(default=60.0, gt=0)
-    max_retries: int = Field(default=4, ge=0)
-    retry_base_s: float = Field(default=0.5, gt=0, description="first backoff delay; doubles each retry")
-    retry_max_s: float = Field(default=30.0, gt=0, description="longest single wait, Retry-After included")
+    # Upper bounds: a huge wait overflows the clock it is handed to (OverflowError); a day is plenty.
+    timeout_s: float = Field(default=60.0, gt=0, le=86_400)
+    max_retries: int = Field(default=4, ge=0, le=100)
+    retry_base_s: float = Field(default=0.5, gt=0, le=3_600, description="first backoff delay; doubles each retry")
+    retry_max_s: float = Field(default=30.0, gt=0, le=86_400, description="longest single wait, Retry-After included")
     concurrency: int = Field(default=16, gt=0, description="most calls in flight at once, whole run")
     rpm: int | None = Field(default=None, gt=0, description="requests per minute, whole run")
     tpm: int | None = Field(default=None, gt=0, description="tokens per minute, whole run")

@@ -28,7 +28,7 @@ class RetrievalConfig(BaseModel):
     Ties are broken by age: the older memory (smaller seq) first.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     k: int = Field(5, ge=1, description="Memories retrieved per query when the caller gives no k.")
     w_recency: float = Field(1.0, ge=0.0, description="Weight of the recency component.")
@@ -54,7 +54,7 @@ class RetrievalConfig(BaseModel):
 class MemoryConfig(BaseModel):
     """Where memories live, how they are embedded and ranked, and the pipeline constants."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     backend: Literal["chroma", "inprocess"] = Field(
         "chroma",

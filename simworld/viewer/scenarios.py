@@ -1,7 +1,14 @@
-"""Scenario files the viewer offers, and scenarios parsed from edited or uploaded YAML text."""
+"""Scenario files the viewer offers, and scenarios parsed from edited or uploaded YAML text.
+
+Text that arrives through the page (an upload, an edit) is not trusted like a file on this
+machine: a recommender or stage named by a dotted path ('package.module:Class') would be
+imported, and so run, while it is validated. Such scenarios are refused unless the viewer
+was started with SIMWORLD_VIEWER_ALLOW_PLUGINS=1.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -9,9 +16,18 @@ from typing import Any
 
 import yaml
 
-from simworld.config import Scenario, load_scenario, parse_scenario
+from simworld.config import PLUGINS_OFF, Scenario, load_scenario, parse_scenario, read_yaml
 from simworld.errors import ScenarioError
 from simworld.viewer.data import masked_yaml, unmask
+
+
+ALLOW_PLUGINS_ENV = "SIMWORLD_VIEWER_ALLOW_PLUGINS"
+PLUGINS_HINT = f" (start the viewer with {ALLOW_PLUGINS_ENV}=1 to allow plug-ins in scenarios you trust)"
+
+
+def plugins_allowed() -> bool:
+    """Whether scenarios from the page may name code to import (off unless the environment says 1)."""
+    return os.environ.get(ALLOW_PLUGINS_ENV, "").strip() == "1"
 
 
 @dataclass(frozen=True)
@@ -63,20 +79,14 @@ def read_masked(path: Path) -> str:
 
 
 def scenario_from_text(text: str, *, source: str, base_dir: Path, name: str = "scenario",
-                       original_text: str | None = None) -> Scenario:
+                       original_text: str | None = None, allow_plugins: bool | None = None) -> Scenario:
     """Validate YAML text (edited in the page or uploaded); raise ScenarioError with one line per problem.
 
-    Masked secrets (shown as •••• in the editor) are restored from `original_text`."""
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ScenarioError(source, [f"{where}not valid YAML ({getattr(exc, 'problem', None) or exc})"]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ScenarioError(source, [f"the top level must be a mapping of sections, got {type(data).__name__}"])
+    Masked secrets (shown as •••• in the editor) are restored from `original_text`. Dotted-path
+    plug-ins are refused unless `allow_plugins` (default: `plugins_allowed()`)."""
+    if allow_plugins is None:
+        allow_plugins = plugins_allowed()
+    data: Any = read_yaml(text, source, what="scenario")
     if original_text:
         try:
             original = yaml.safe_load(original_text)
@@ -86,7 +96,13 @@ def scenario_from_text(text: str, *, source: str, base_dir: Path, name: str = "s
             data = unmask(data, original)
     data.setdefault("name", name)
     data["base_dir"] = str(Path(base_dir).resolve())
-    return parse_scenario(data, source)
+    try:
+        return parse_scenario(data, source, allow_plugins=allow_plugins)
+    except ScenarioError as exc:
+        if allow_plugins:
+            raise
+        problems = [p + PLUGINS_HINT if p.endswith(PLUGINS_OFF) else p for p in exc.problems]
+        raise ScenarioError(exc.source, problems) from None
 
 
 def resolve_choice(file: ScenarioFile | None, edited_text: str | None, uploaded: tuple[str, bytes] | None) -> Scenario:
