@@ -136,8 +136,14 @@ def replay(run_dir: Path = typer.Argument(..., help="a finished run folder"),
 
 
 @app.command()
-def schema() -> None:
+def schema(crs: bool = typer.Option(False, "--crs", help="the CRS scenario's schema (`simworld crs generate`), "
+                                    "with every seeker knob")) -> None:
     """Print the scenario JSON Schema (for editor autocompletion)."""
+    if crs:
+        from simworld.crs.config import crs_json_schema
+
+        sys.stdout.write(json.dumps(crs_json_schema(), indent=2) + "\n")
+        return
     from simworld.config import scenario_json_schema
 
     sys.stdout.write(json.dumps(scenario_json_schema(), indent=2) + "\n")
@@ -248,6 +254,137 @@ def _print_frame(title: str, frame, number_format: str) -> None:
     for row in frame.iter_rows():
         grid.add_row(*(number_format.format(x) if isinstance(x, float) else str(x) for x in row))
     console.print(grid)
+
+
+crs_app = typer.Typer(no_args_is_help=True, help="conversational recommendation: simulated seekers talk to a CRS")
+app.add_typer(crs_app, name="crs")
+
+
+def _run_generation(gen) -> None:
+    from simworld.crs.generation import Generation
+
+    assert isinstance(gen, Generation)
+    console.print(f"CRS run [bold]{gen.run_id}[/] -> {gen.run_dir}")
+    with Progress(TextColumn("[bold]dialogues"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[last]}"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("dialogues", total=gen.scenario.dialogues, completed=gen.dialogues_done, last="")
+        outcomes: dict[str, int] = {}
+
+        def on_dialogue(d) -> None:
+            outcomes[d.end_reason] = outcomes.get(d.end_reason, 0) + 1
+            progress.update(task, advance=1, last=", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+
+        try:
+            gen.run(on_dialogue=on_dialogue)
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print(f"interrupted after {gen.dialogues_done} dialogues; continue with: "
+                      f"simworld crs resume {gen.run_dir}")
+            raise typer.Exit(EXIT_INTERRUPTED)
+        finally:
+            gen.close()
+    _print_crs_summary(gen.run_dir)
+
+
+def _print_crs_summary(run_dir: Path) -> None:
+    from simworld.crs.generation import read_crs_summary
+
+    summary = read_crs_summary(run_dir)
+    table = Table(title=f"CRS run {summary['run_id']}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key in ("status", "dialogues_done", "seeker", "crs_name", "crs_model", "wall_s", "dialogues_per_minute"):
+        value = summary.get(key)
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    metrics = summary.get("metrics") or {}
+    for key in ("success_rate", "turns_to_success", "recall@1", "recall@10", "recall@50", "persuasiveness", "leaks"):
+        value = metrics.get(key)
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    for measure, row in (metrics.get("human_likeness") or {}).items():
+        z = row.get("z")
+        table.add_row(f"{measure} (z vs ReDial)", f"{row['simulated']:.3f} ({z:+.2f})" if z is not None else "-")
+    console.print(table)
+    if summary.get("status") == "budget_exhausted":
+        err.print(f"[bold yellow]stopped:[/] {summary.get('message')}; raise llm.budget_* and run "
+                  f"simworld crs resume {run_dir} to go on", highlight=False)
+    console.print(f"run folder: {run_dir}")
+
+
+@crs_app.command("generate")
+def crs_generate(scenario: Path = typer.Argument(..., help="CRS scenario YAML file (with a `crs:` section)"),
+                 dialogues: Optional[int] = typer.Option(None, "--dialogues", min=1, help="override the number of dialogues"),
+                 seed: Optional[int] = typer.Option(None, "--seed", min=0, help="override the seed"),
+                 out: Optional[Path] = typer.Option(None, "--out", help="folder for run folders (default: output.dir)"),
+                 run_id: Optional[str] = typer.Option(None, "--run-id", help="fixed run id")) -> None:
+    """Generate dialogues between simulated seekers and a CRS into a run folder."""
+    from pydantic import ValidationError
+
+    from simworld.config import OutputSpec
+    from simworld.crs.generation import Generation
+
+    try:
+        if run_id is not None:
+            try:
+                OutputSpec(run_id=run_id)
+            except ValidationError as exc:
+                raise SimworldError(f"--run-id {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        gen = Generation.start(scenario, out_dir=out, run_id=run_id, dialogues=dialogues, seed=seed)
+        _run_generation(gen)
+    except SimworldError as exc:
+        _fail(exc)
+
+
+@crs_app.command("resume")
+def crs_resume(run_dir: Path = typer.Argument(..., help="a CRS run folder")) -> None:
+    """Continue a CRS generation after its last committed batch."""
+    from simworld.crs.generation import Generation
+
+    try:
+        if not run_dir.is_dir():
+            raise SimworldError(f"run folder not found: {run_dir}")
+        gen = Generation.resume(run_dir)
+        if gen.status == "finished":
+            console.print(f"CRS run {gen.run_id} already has all {gen.scenario.dialogues} dialogues")
+            gen.close()
+            _print_crs_summary(run_dir)
+            return
+        console.print(f"resuming after {gen.dialogues_done} dialogues")
+        _run_generation(gen)
+    except SimworldError as exc:
+        _fail(exc)
+
+
+@crs_app.command("export")
+def crs_export(run_dir: Path = typer.Argument(..., help="a CRS run folder"),
+               formats: list[str] = typer.Option(["parquet", "redial", "chat", "card"], "--format",
+                                                 help="parquet, redial, chat or card (repeat for several)"),
+               out: Optional[Path] = typer.Option(None, "--out", help="folder for the files (default: RUN_DIR/export)"),
+               chat_role: str = typer.Option("crs", "--chat-role", help="chat format: who is the assistant, crs or seeker")) -> None:
+    """Export a CRS run's dialogues: Parquet, ReDial JSON lines, chat JSON lines, a data-set card."""
+    from simworld.crs.dataset import export_run
+
+    try:
+        paths = export_run(run_dir, formats, out or run_dir / "export", chat_role=chat_role)
+    except SimworldError as exc:
+        _fail(exc)
+    for path in paths:
+        console.print(f"wrote {path}")
+
+
+@crs_app.command("redial-stats")
+def crs_redial_stats(path: Path = typer.Argument(..., help="a ReDial JSON-lines file (e.g. test_data.jsonl)")) -> None:
+    """The human seekers' lexical figures in a ReDial file (the reference of the z-scores)."""
+    import polars as pl
+
+    from simworld.crs.metrics import reference_from_redial
+
+    try:
+        ref = reference_from_redial(path)
+    except SimworldError as exc:
+        _fail(exc)
+    frame = pl.DataFrame([{"measure": m, "mean": f.mean, "sd": f.sd, "dialogues": float(f.n)}
+                          for m, f in ref.figures.items()])
+    _print_frame(f"human seekers in {path.name}", frame, "{:.4f}")
 
 
 @app.command()

@@ -10,11 +10,13 @@ import pytest
 from simworld import runner
 from simworld.build import uses_llm
 from simworld.config import load_scenario, parse_scenario
+from simworld.crs.config import is_crs_scenario
 from simworld.llm import embedded_available
 from simworld.recorder import read_events, read_metrics, read_summary
 from tests.openai_server import openai_server  # noqa: F401  (fixture)
 
-SCENARIOS = sorted((Path(__file__).resolve().parents[1] / "scenarios").glob("*.yaml"))
+SCENARIOS = sorted(p for p in (Path(__file__).resolve().parents[1] / "scenarios").glob("*.yaml")
+                   if not is_crs_scenario(p))  # CRS scenarios: tests/test_crs_generation.py
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.name for p in SCENARIOS])

@@ -40,12 +40,17 @@ class ScenarioFile:
         return self.path.stem
 
 
-def scenario_files(cwd: Path | None = None) -> list[ScenarioFile]:
-    """scenarios/*.yaml of the working directory first, then the ones shipped with simworld."""
+def scenario_files(cwd: Path | None = None, *, crs: bool = False) -> list[ScenarioFile]:
+    """scenarios/*.yaml of the working directory first, then the ones shipped with simworld: the
+    simulation scenarios, or with `crs` the CRS scenarios (`simworld crs generate`)."""
+    from simworld.crs.config import is_crs_scenario
+
     out: list[ScenarioFile] = []
     seen: set[Path] = set()
     local = (cwd or Path.cwd()) / "scenarios"
     for path in sorted(local.glob("*.yaml")) + sorted(local.glob("*.yml")):
+        if is_crs_scenario(path) != crs:
+            continue
         seen.add(path.resolve())
         out.append(ScenarioFile(f"scenarios/{path.name}", path))
     try:
@@ -54,7 +59,7 @@ def scenario_files(cwd: Path | None = None) -> list[ScenarioFile]:
         shipped = None
     if shipped is not None:
         for path in sorted(shipped.glob("*.yaml")):
-            if path.resolve() not in seen:
+            if path.resolve() not in seen and is_crs_scenario(path) == crs:
                 out.append(ScenarioFile(f"{path.name} (bundled)", path))
     return out
 
