@@ -21,15 +21,17 @@ def write_scenario(folder: Path, text: str, name: str = "scenario.yaml") -> Path
     return path
 
 
-def viewer_scenario(name: str, seed: int) -> str:
-    """The small scenario the viewer tests run: 20 rule-driven agents over 5 rounds."""
-    return f"""\
+def viewer_scenario(name: str, seed: int, social: bool = False) -> str:
+    """The small scenario the viewer tests run: 20 rule-driven agents over 5 rounds (with
+    `social`: 30 agents with friends, chats and posts)."""
+    text = f"""\
 name: {name}
 seed: {seed}
 rounds: 5
-population: {{size: 20, source: synthetic}}
+population: {{size: {30 if social else 20}, source: synthetic}}
 catalog: {{source: bundled}}
 activity: {{model: constant, probability: 0.8}}
 recommender: {{name: popularity, page_size: 8, max_pages: 2}}
 policy: rule
 """
+    return text + ("social: {graph: {degree: 5}, mix: {watch: 0.5, talk: 0.3, post: 0.2}}\n" if social else "")

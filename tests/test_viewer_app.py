@@ -15,12 +15,14 @@ from tests.helpers import viewer_scenario
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 SMALL = viewer_scenario("apptest-small", seed=5)
+SOCIAL = viewer_scenario("apptest-social", seed=6, social=True)
 
 
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     (tmp_path / "scenarios").mkdir()
     (tmp_path / "scenarios" / "small.yaml").write_text(SMALL)
+    (tmp_path / "scenarios" / "social.yaml").write_text(SOCIAL)
     monkeypatch.chdir(tmp_path)  # the page lists ./scenarios and writes to ./runs
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
@@ -60,7 +62,7 @@ def test_start_runs_to_the_end_and_shows_every_view(app):
     app.run()
     assert not app.exception, app.exception
     assert "finished" in texts(app)
-    for key in ("feed", "charts", "map", "inspector", "compare"):
+    for key in ("feed", "charts", "social", "map", "inspector", "compare"):
         app.button_group(key="view").set_value(key).run()
         assert not app.exception, (key, app.exception)
     events = recorder.read_events(ctl.run_dir)
@@ -150,7 +152,7 @@ def test_open_a_finished_run(app, tmp_path):
     app.button(key="open_run").click().run()
     assert not app.exception, app.exception
     assert folder.name in texts(app)
-    for key in ("feed", "charts", "map", "inspector", "compare"):
+    for key in ("feed", "charts", "social", "map", "inspector", "compare"):
         app.button_group(key="view").set_value(key).run()
         assert not app.exception, (key, app.exception)
 
@@ -171,3 +173,26 @@ def test_interview_does_not_write_memory_unless_ticked(app):
     app.checkbox(key=f"interview_remember_{agent}").check()
     next(b for b in app.button if b.label == "Ask").click().run()
     assert ctl.memories(agent)[1] != before
+
+
+def test_social_run_shows_graph_cascades_chats_and_friends(app):
+    app.selectbox(key="scenario_file").set_value("scenarios/social.yaml").run()
+    ctl = start(app)
+    assert ctl.wait(60).state == FINISHED
+    app.run()
+    assert not app.exception, app.exception
+    feed = texts(app)
+    assert "chatted with" in feed and "sw-say" in feed  # chats in the live feed
+    app.button_group(key="view").set_value("social").run()
+    assert not app.exception, app.exception
+    assert any("sw-chat" in m.value for m in app.markdown)  # chat transcripts
+    assert any("friendships" in c.value for c in app.caption)  # under the network picture
+    assert app.selectbox(key="social_cascade_item").options  # cascades of the top films
+    app.select_slider(key="social_round").set_value(0).run()  # the starting graph
+    assert not app.exception, app.exception
+    app.button_group(key="view").set_value("inspector").run()
+    talker = recorder.read_events(ctl.run_dir).filter(pl.col("action") == "chat")["agent_id"][0]
+    app.selectbox(key="inspect_agent").set_value(talker).run()
+    assert not app.exception, app.exception
+    shown = texts(app)
+    assert "Friends (" in shown and "sw-chat" in shown

@@ -16,7 +16,7 @@ from tests.helpers import viewer_scenario  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-SMALL = viewer_scenario("e2e-small", seed=11)
+SMALL = viewer_scenario("e2e-small", seed=11, social=True)
 
 
 def _need_browser() -> None:
@@ -49,13 +49,23 @@ def test_start_a_run_in_chromium_and_see_chart_and_feed(tmp_path):
         page.wait_for_function("() => [...document.querySelectorAll('.sw-pill')]"
                                ".some(e => e.textContent.trim() === 'finished')", timeout=90_000)
         page.wait_for_selector(harness.FEED_ROW)
+        assert page.locator(f"{harness.FEED_ROW}:has-text('chatted with')").count() > 0  # chats in the feed
         page.screenshot(path=str(ARTIFACTS / "viewer-feed.png"), full_page=True)
+        cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stSidebar"] .stButton button')]
+            .filter(b => [b, ...b.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1))
+            .map(b => b.innerText)""")
+        assert cut == [], f"sidebar buttons with cut labels: {cut}"  # not "Re…", "S…"
         harness.click_view(page, "Metrics")
         page.wait_for_selector(harness.view_selector("charts"))
         page.wait_for_selector(harness.CHART)
         assert page.locator(harness.CHART).count() >= 3
         page.wait_for_timeout(800)  # let plotly finish drawing before the picture
         page.screenshot(path=str(ARTIFACTS / "viewer.png"), full_page=True)
+        harness.click_view(page, "Social")
+        page.wait_for_selector(f'{harness.view_selector("social")} {harness.CHART}')
+        page.wait_for_selector(".sw-chat")
+        page.wait_for_timeout(1200)
+        page.screenshot(path=str(ARTIFACTS / "viewer-social.png"), full_page=True)
         harness.click_view(page, "Population map")
         page.wait_for_selector(f'{harness.view_selector("map")} {harness.CHART}')
         page.wait_for_timeout(800)

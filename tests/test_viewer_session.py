@@ -182,4 +182,4 @@ def test_registry_finds_every_view():
     from simworld.viewer.registry import discover
 
     keys = [v.key for v in discover()]
-    assert keys[:5] == ["feed", "charts", "map", "inspector", "compare"]
+    assert keys[:6] == ["feed", "charts", "social", "map", "inspector", "compare"]

@@ -168,7 +168,10 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:] if text[:1].isupper() and not text[1:2].isupper() else text
 
 
-def _pick(options: tuple[str, ...], rng: np.random.Generator) -> str:
+def _pick(options: tuple[str, ...], rng: np.random.Generator, avoid: str = "") -> str:
+    """One of the options; those already said (in `avoid`) only when nothing else is left."""
+    fresh = tuple(o for o in options if o.split("{", 1)[0] not in avoid) if avoid else options
+    options = fresh or options
     return options[int(rng.integers(len(options)))]
 
 
@@ -179,6 +182,7 @@ class TemplateSpeaker:
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
+        self._said = ""  # the chat so far (set per message; speakers of one round run one at a time)
 
     async def say(self, ctx: TurnContext) -> Reply:
         return self.say_now(ctx)
@@ -190,6 +194,7 @@ class TemplateSpeaker:
 
     def _reply(self, ctx: TurnContext) -> Reply:
         rng, meta = ctx.rng, DecisionMeta(policy="rule")
+        self._said = " ".join(t.text for t in ctx.turns)  # what the chat already said: not again
         if not ctx.turns:
             return self._open(ctx)
         last = ctx.turns[-1]
@@ -199,10 +204,11 @@ class TemplateSpeaker:
         new = [i for i in last.mentions if i not in mine]  # films the other brought up (not mine repeated)
         closing = ctx.number >= ctx.max_turns - 1 or (ctx.number >= 2 and rng.random() < ctx.end_chance)
         if closing or last.done or (not new and last_intent != "ask" and ctx.number >= 2):
-            return Reply(_pick(CLOSE, rng), done=True, intent="close", meta=meta)
+            return Reply(_pick(CLOSE, rng, self._said), done=True, intent="close", meta=meta)
         if new:
             item = self.catalog.get(new[0])
             text = self._respond(ctx, item, warned=last_intent == "warn")
+            self._said += " " + text
             counter = self._counter(ctx, discussed) if ctx.number + 2 < ctx.max_turns and rng.random() < 0.6 else ""
             return Reply(text + counter, intent="recommend" if counter else "respond", meta=meta)
         if last_intent == "ask":
@@ -213,7 +219,7 @@ class TemplateSpeaker:
     def _fields(self, item: Item, me: Participant, now: int, rng: np.random.Generator) -> dict[str, str]:
         entry = next((e for e in reversed(me.diary) if e.item_id == item.item_id), None)
         rating = me.watched.get(item.item_id)
-        feel = opinion(item, rating, entry.feeling if entry else "", rng)
+        feel = opinion(item, rating, entry.feeling if entry else "", rng, self._said)
         when = "last night" if entry and now - entry.round <= 1 else "the other day" if entry else "a while ago"
         return {"title": item.title, "title_cap": item.title[:1].upper() + item.title[1:], "feel": feel,
                 "feel_l": _lower_first(feel), "when": when, "about": about(item), "genre": genre_word(item)}
@@ -239,7 +245,7 @@ class TemplateSpeaker:
         rating = me.watched.get(item.item_id)
         if rating is not None:
             options = SEEN_LOVED if rating >= 4 else SEEN_HATED if rating <= 2 else SEEN_MIDDLING
-            return _pick(options, rng).format(**fields)
+            return _pick(options, rng, self._said).format(**fields)
         if warned:
             return _pick(UNSEEN_WARNED, rng).format(**fields)
         genres = self.catalog.genre_matrix[self.catalog.row(item.item_id)]
@@ -272,12 +278,12 @@ class TemplateSpeaker:
         return Reply(text, intent="respond", meta=meta)
 
 
-def opinion(item: Item, rating: float | None, feeling: str, rng: np.random.Generator) -> str:
+def opinion(item: Item, rating: float | None, feeling: str, rng: np.random.Generator, said: str = "") -> str:
     """What the speaker says of a film it rated: its own line from when it watched (half the
     time), else a remark that fits the rating and the film's genre."""
     if rating is None:
         return _default_feeling(None)
-    if feeling and rng.random() < 0.5:
+    if feeling and rng.random() < 0.5 and feeling not in said:
         return feeling
     if rating >= 4:
         options = OPINION_LOVED.get(item.genres[0] if item.genres else "", ()) + OPINION_LOVED[""]
@@ -285,7 +291,7 @@ def opinion(item: Item, rating: float | None, feeling: str, rng: np.random.Gener
         options = OPINION_HATED
     else:
         options = OPINION_MIDDLING
-    return _pick(options, rng)
+    return _pick(options, rng, said)
 
 
 def sentences(text: str, titles: tuple[str, ...] = ()) -> str:

@@ -148,14 +148,15 @@ def _run_buttons(ctl: RunController) -> None:
     if opened and Path(opened).resolve() != ctl.run_dir.resolve():
         st.button("↩ Show the live run", key="show_live", on_click=lambda: st.session_state.pop(OPENED, None),
                   **_stretch())
-    c1, c2, c3 = st.columns(3)
+    # two buttons a row: three in the sidebar's width cut their labels to "Re…" and "S…"
+    c1, c2 = st.columns(2)
     if status.state == RUNNING:
         c1.button("⏸ Pause", key="pause", on_click=ctl.pause, **_stretch())
     else:
         c1.button("▶ Resume", key="resume", on_click=ctl.play, disabled=status.state != PAUSED, **_stretch())
     c2.button("⏭ Step", key="step", on_click=ctl.step, help="Run one round",
               disabled=status.state != PAUSED or status.busy, **_stretch())
-    c3.button("⏹ Stop", key="stop", on_click=ctl.stop, disabled=status.state not in (RUNNING, PAUSED),
+    st.button("⏹ Stop", key="stop", on_click=ctl.stop, disabled=status.state not in (RUNNING, PAUSED),
               **_stretch())
     if status.state == FINISHED:
         st.caption("Finished: every round is in the run folder.")

@@ -7,7 +7,7 @@ that calls the same readers sees the same numbers.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,11 @@ import polars as pl
 import yaml
 
 from simworld import recorder
+from simworld.social import files as social_files
 
-ACTIONS = ("page", "watch", "next_page", "leave", "search", "idle", "fallback")
-FEED_ACTIONS = ("watch", "search", "leave", "fallback")  # the feed's default filter
+ACTIONS = ("page", "watch", "next_page", "leave", "search", "idle", "fallback", "reflect", "chat", "post", "repost",
+           "like", "read_feed", "follow", "unfollow")
+FEED_ACTIONS = ("watch", "search", "fallback", "chat", "post", "repost")  # the feed's default filter
 HIDDEN = "•••• (hidden)"
 _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|passw(or)?d|credential|auth|bearer|private[_-]?key)", re.I)
 _SECRET_VALUE = re.compile(r"^(sk-|sk_|pk_|rk_|hf_|ghp_|gho_|xox[abp]-|AKIA|AIza)[A-Za-z0-9_\-]{6,}")
@@ -79,7 +81,8 @@ def _mask_line(line: str) -> str:
 def stamp(run_dir: Path) -> tuple:
     """Changes whenever the run folder gains a round (cache key for `load_run`)."""
     out = []
-    for name in ("summary.json", "metrics.parquet", "agents.parquet", "personas.parquet", "events.parquet"):
+    for name in ("summary.json", "metrics.parquet", "agents.parquet", "personas.parquet", "events.parquet",
+                 social_files.ROUNDS):
         path = Path(run_dir) / name
         out.append(path.stat().st_mtime_ns if path.exists() else 0)
     return tuple(out)
@@ -94,6 +97,7 @@ class RunData:
     agents: pl.DataFrame
     personas: pl.DataFrame
     scenario_yaml: str  # secrets masked
+    social: dict[str, pl.DataFrame] = field(default_factory=dict)  # simworld.social.files name -> frame
 
     @property
     def name(self) -> str:
@@ -114,16 +118,26 @@ def load_run(run_dir: str | Path) -> RunData:
     summary = recorder.read_summary(run_dir)
     scenario_path = run_dir / "scenario.yaml"
     text = scenario_path.read_text(encoding="utf-8") if scenario_path.exists() else ""
+    social = {name: social_files.read(run_dir, name) for name in social_files.NAMES}
     return RunData(run_dir=run_dir, summary=summary, events=recorder.read_events(run_dir),
                    metrics=recorder.read_metrics(run_dir), agents=recorder.read_agents(run_dir),
-                   personas=recorder.read_personas(run_dir), scenario_yaml=masked_yaml(text))
+                   personas=recorder.read_personas(run_dir), scenario_yaml=masked_yaml(text),
+                   social={k: v for k, v in social.items() if not v.is_empty()})
 
 
 # -- derived frames the views plot ------------------------------------------------------------------
 
 def metric_columns(metrics: pl.DataFrame) -> list[str]:
-    """Every numeric per-round column except the round number itself."""
-    return [c for c, t in metrics.schema.items() if c != "round" and t.is_numeric()]
+    """Every numeric per-round column except the round number itself, and except series that
+    say nothing (zero or empty in every round, e.g. friend_share in a run with no social side)."""
+    out = []
+    for c, t in metrics.schema.items():
+        if c == "round" or not t.is_numeric():
+            continue
+        values = metrics[c].cast(pl.Float64).fill_nan(None).drop_nulls()
+        if values.len() and (values != 0).any():
+            out.append(c)
+    return out
 
 
 def token_frame(events: pl.DataFrame) -> pl.DataFrame:

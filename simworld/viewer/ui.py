@@ -26,6 +26,8 @@ LABELS = {
     "coverage_round": "Coverage this round", "impressions": "Impressions", "prompt_tokens": "Prompt tokens", "completion_tokens": "Completion tokens",
     "llm_fallbacks": "LLM fallbacks", "llm_calls": "LLM calls", "llm_tokens": "LLM tokens",
     "llm_cost_usd": "LLM cost (USD)", "cost_usd": "Cost (USD)", "cost": "Cost",
+    "recommended_share": "Watches from recommendations", "search_share": "Watches from search",
+    "friend_share": "Watches after a friend's chat", "feed_share": "Watches after a post",
 }
 
 
@@ -141,6 +143,14 @@ CSS = """
   .sw-stars {color:#f5a623; letter-spacing:1px; white-space:nowrap;}
   .sw-feel {color:#666; font-style:italic;}
   .sw-muted {color:#888; font-size:.85rem;}
+  .sw-say {color:#333;}
+  .sw-line {margin:.1rem 0 0 .8rem;}
+  .sw-chat {border:1px solid rgba(128,128,128,.2); border-radius:.6rem; padding:.4rem .6rem; margin:.3rem 0 .7rem 0;
+            font-size:.9rem;}
+  .sw-chat-head {color:#888; font-size:.8rem; margin-bottom:.25rem;}
+  .sw-msg {border-radius:.8rem; padding:.25rem .6rem; margin:.2rem 0; max-width:88%; width:fit-content;}
+  .sw-msg.left {background:rgba(76,120,168,.10);}
+  .sw-msg.right {background:rgba(245,133,24,.12); margin-left:auto;}
 </style>
 """
 

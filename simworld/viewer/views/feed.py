@@ -12,7 +12,9 @@ from simworld.viewer.registry import View
 from simworld.viewer.ui import ViewContext
 
 ICONS = {"watch": "🎬", "search": "🔎", "leave": "🚪", "fallback": "⚠️", "page": "📄", "next_page": "➡️",
-         "idle": "💤"}
+         "idle": "💤", "reflect": "💭", "chat": "💬", "post": "📝", "repost": "🔁", "like": "❤️", "read_feed": "📱",
+         "follow": "➕", "unfollow": "➖"}
+SOURCE_NOTE = {"friend": "after a friend's chat", "feed": "after a post in the feed", "search": "found by search"}
 FEED_ROWS = 60
 
 
@@ -31,8 +33,28 @@ def describe(row: dict, ctx: ViewContext) -> str:
     action = row["action"]
     if action == "watch":
         feel = f' <span class="sw-feel">“{text}”</span>' if text else ""
+        note = SOURCE_NOTE.get(row.get("source") or "")
+        source = f' <span class="sw-muted">({note})</span>' if note else ""
         return (f'{who} watched <b>{html.escape(ctx.title(row["item_id"]))}</b> '
-                f'<span class="sw-stars">{stars(row["rating"])}</span>{feel}')
+                f'<span class="sw-stars">{stars(row["rating"])}</span>{feel}{source}')
+    other = row.get("target_id")
+    whom = f'<span class="sw-agent">{html.escape(ctx.names.get(other) or f"agent {other}")}</span>' \
+        if other is not None else ""
+    if action == "chat":
+        return f'{who} → {whom}: <span class="sw-say">{text}</span>'
+    if action == "post":
+        return f'{who} posted: <span class="sw-say">{text}</span>'
+    if action == "repost":
+        return f'{who} reposted {whom}’s post on <b>{html.escape(ctx.title(row["item_id"]))}</b>: ' \
+               f'<span class="sw-say">{text}</span>'
+    if action == "like":
+        return f'{who} liked {whom}’s post on <b>{html.escape(ctx.title(row["item_id"]))}</b>'
+    if action == "read_feed":
+        return f'{who} read the feed <span class="sw-muted">({text})</span>'
+    if action in ("follow", "unfollow"):
+        return f"{who} {action}ed {whom}"
+    if action == "reflect":
+        return f'{who} reflected: <span class="sw-feel">“{text}”</span>'
     if action == "search":
         n = len(row["items"] or [])
         return f'{who} searched for <b>“{text}”</b> <span class="sw-muted">({n} results)</span>'
@@ -47,6 +69,27 @@ def describe(row: dict, ctx: ViewContext) -> str:
     if action == "idle":
         return f"{who} opened the app and did nothing"
     return f"{who} {html.escape(action)} {text}"
+
+
+def _chat_threads(view: pl.DataFrame) -> dict[int, list[dict]]:
+    chats = view.filter((pl.col("action") == "chat") & pl.col("thread_id").is_not_null()).sort("seq")
+    out: dict[int, list[dict]] = {}
+    for row in chats.iter_rows(named=True):
+        out.setdefault(row["thread_id"], []).append(row)
+    return out
+
+
+def describe_chat(messages: list[dict], ctx: ViewContext) -> str:
+    """A chat as one feed entry: who talked, then each message on its own line."""
+    first = messages[0]
+    a, b = (ctx.names.get(x) or f"agent {x}" for x in (first["agent_id"], first["target_id"]))
+    short = {first["agent_id"]: a.split()[0], first["target_id"]: b.split()[0]}
+    if short[first["agent_id"]] == short[first["target_id"]]:  # two Euns: full names
+        short = {first["agent_id"]: a, first["target_id"]: b}
+    lines = "".join(f'<div class="sw-line"><b>{html.escape(short.get(m["agent_id"], "?"))}:</b> '
+                    f'<span class="sw-say">{html.escape(m["text"] or "")}</span></div>' for m in messages)
+    return f'<span class="sw-agent">{html.escape(a)}</span> chatted with <span class="sw-agent">{html.escape(b)}</span>' \
+           f'{lines}'
 
 
 def _round_filter(ev: pl.DataFrame) -> tuple[int, int]:
@@ -93,17 +136,29 @@ def render(ctx: ViewContext) -> None:
     st.caption(f"{view.height} events shown of {ev.height} · {summary}")
 
     rows = []
-    for row in view.head(FEED_ROWS).iter_rows(named=True):
+    threads = _chat_threads(view)
+    shown_threads: set[int] = set()
+    for row in view.head(FEED_ROWS * 6).iter_rows(named=True):
+        if len(rows) >= FEED_ROWS:
+            break
+        thread = row["thread_id"] if row["action"] == "chat" else None
+        if thread is not None:  # a chat is one entry, its messages in the order they were said
+            if thread in shown_threads:
+                continue
+            shown_threads.add(thread)
+            body = describe_chat(threads[thread], ctx)
+        else:
+            body = describe(row, ctx)
         rows.append(f'<div class="sw-row"><span class="sw-round">R{row["round"]}</span>'
                     f'<span class="sw-icon">{ICONS.get(row["action"], "•")}</span>'
-                    f'<span class="sw-body">{describe(row, ctx)}</span></div>')
+                    f'<span class="sw-body">{body}</span></div>')
     with st.container(key="feed_rows", height=430 if len(rows) > 8 else "content", border=True):
         if rows:
             st.markdown(f'<div class="sw-feed">{"".join(rows)}</div>', unsafe_allow_html=True)
         else:
             st.caption("No event matches these filters.")
         if view.height > FEED_ROWS:
-            st.caption(f"Newest {FEED_ROWS} shown; the table below holds all {view.height}.")
+            st.caption(f"The newest {len(rows)} entries shown; the table below holds all {view.height} events.")
 
     with st.expander("All matching events (table)"):
         table = view.select(
@@ -111,7 +166,9 @@ def render(ctx: ViewContext) -> None:
             pl.col("agent_id").replace_strict(ctx.names, default=None, return_dtype=pl.String).alias("agent"),
             "action",
             pl.col("item_id").replace_strict(ctx.titles, default=None, return_dtype=pl.String).alias("item"),
-            "rating", "text", "policy", "latency_ms",
+            "rating", "text", "source",
+            pl.col("target_id").replace_strict(ctx.names, default=None, return_dtype=pl.String).alias("to"),
+            "policy", "latency_ms",
         )
         st.dataframe(table, hide_index=True, key="feed_table")
         st.download_button("Download CSV", table.write_csv(), file_name=f"{ctx.data.name}-feed.csv",

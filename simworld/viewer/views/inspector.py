@@ -8,8 +8,11 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
+from simworld.social import files as social_files
+from simworld.viewer import social_data
 from simworld.viewer.registry import View
 from simworld.viewer.ui import ViewContext, plot, style
+from simworld.viewer.views.social import chat_html
 
 
 def _persona(ctx: ViewContext, agent_id: int):
@@ -58,7 +61,7 @@ def _history(ctx: ViewContext, agent_id: int) -> None:
     if watches.height:
         table = watches.select(
             "round", pl.col("item_id").replace_strict(ctx.titles, default=None, return_dtype=pl.String).alias("film"),
-            "rating", pl.col("text").alias("feeling"))
+            "rating", pl.col("text").alias("feeling"), pl.col("source").alias("found via"))
         st.dataframe(table, hide_index=True, height=min(320, 38 + 35 * watches.height), key=f"insp_hist_{agent_id}",
                      column_config={"rating": st.column_config.NumberColumn(format="%.1f ★")})
     else:
@@ -71,6 +74,34 @@ def _history(ctx: ViewContext, agent_id: int) -> None:
                 steps.append(f"R{round_no}: {genre}")
                 last = genre
         st.caption("Dominant genre over time: " + " → ".join(steps))
+
+
+def _social(ctx: ViewContext, agent_id: int) -> None:
+    """The agent's friends and follows now, and its latest chats."""
+    start = ctx.data.social.get(social_files.GRAPH)
+    if start is None:
+        return
+    st.markdown("#### Friends and chats")
+    edges = social_data.edges_at(start, ctx.data.events, ctx.data.rounds_done)
+    friends = sorted(b for a, b in edges if a == agent_id and (b, a) in edges)
+    follows = sorted(b for a, b in edges if a == agent_id and (b, a) not in edges)
+    followers = sorted(a for a, b in edges if b == agent_id and (b, a) not in edges)
+    relation = dict(((a, b), r) for a, b, r in start.select("source", "target", "relation").iter_rows())
+
+    def people(ids: list[int], with_relation: bool = False) -> str:
+        if not ids:
+            return "nobody"
+        return ", ".join(ctx.names.get(i, f"agent {i}") + (f" ({relation[(agent_id, i)]})" if with_relation and
+                         relation.get((agent_id, i)) not in (None, "friend", "follow") else "") for i in ids)
+
+    st.markdown(f"**Friends ({len(friends)}):** {html.escape(people(friends, True))}  \n"
+                f"**Also follows ({len(follows)}):** {html.escape(people(follows))}  \n"
+                f"**Followed by ({len(followers)} more):** {html.escape(people(followers))}")
+    threads = social_data.chat_threads(ctx.data.events, agent_id=agent_id, limit=4)
+    if not threads:
+        st.caption("No chats yet.")
+    for thread in threads:
+        st.markdown(chat_html(ctx, thread), unsafe_allow_html=True)
 
 
 def _memories(ctx: ViewContext, agent_id: int) -> None:
@@ -215,6 +246,7 @@ def render(ctx: ViewContext) -> None:
     with right:
         st.markdown("#### History")
         _history(ctx, agent_id)
+        _social(ctx, agent_id)
         tabs = st.tabs(["💬 Interview", "✏️ Edit persona", "📣 Inject event"])
         with tabs[0]:
             _interview(ctx, agent_id)
