@@ -82,7 +82,7 @@ class FeedConfig(_Section):
     w_recommender: float = Field(0.0, ge=0, description="weight of the recommender's rank of the post's film "
                                  "for the reader (0 = off; costs one recommender call per round)")
     like_rate: float = Field(0.7, ge=0, le=1, description="chance of liking a post on a film that suits the reader")
-    repost_rate: float = Field(0.3, ge=0, le=1, description="chance of reposting a post the reader liked")
+    repost_rate: float = Field(0.35, ge=0, le=1, description="chance of reposting a post the reader liked")
 
 
 class FollowConfig(_Section):

@@ -246,7 +246,7 @@ class SocialLayer:
             appeal = 1.0 / (1.0 + np.exp(-6.0 * (match - 0.35))) * (0.6 + 0.4 * max(post.verdict, 0.0))
             if rng.random() < spec.like_rate * appeal:
                 liked.append(post.post_id)
-                if rng.random() < spec.repost_rate * appeal and post.item_id not in state.posted.get(a, set()):
+                if rng.random() < spec.repost_rate and post.item_id not in state.posted.get(a, set()):
                     reposts.append(post)
                 if post.root_author not in followed and post.root_author != a and rng.random() < follow.follow_rate:
                     follows.append(FollowAction(post.root_author, True))
