@@ -56,6 +56,71 @@ def test_welcome_page_lists_scenarios(app):
     assert app.selectbox(key="scenario_file").options[0] == "scenarios/small.yaml"
 
 
+CRS_SMALL = """
+name: crs-small
+seed: 3
+dialogues: 12
+population: {size: 12}
+seeker: {knobs: {patience: {dist: choice, values: [3, 8]}}}
+crs: {kind: retrieval}
+generation: {batch_size: 6}
+"""
+
+
+def crs_table(at):
+    return next(d.value for d in at.dataframe if "end_reason" in d.value.columns)
+
+
+def write_crs(tmp_path):
+    path = tmp_path / "scenarios" / "crs.yaml"
+    path.write_text(CRS_SMALL)
+    return path
+
+
+def test_crs_page_generates_lists_filters_and_shows_a_dialogue(app, tmp_path):
+    write_crs(tmp_path)
+    app.run()
+    assert "scenarios/crs.yaml" not in app.selectbox(key="scenario_file").options  # not a simulation
+    app.button_group(key="view").set_value("crs").run()  # no simulation run needed
+    assert not app.exception, app.exception
+    app.selectbox(key="crs_scenario").set_value("scenarios/crs.yaml")
+    app.number_input(key="crs_n").set_value(10)
+    app.button(key="crs_generate").click().run()
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    assert any("Generated 10 dialogues" in s.value for s in app.success)
+    assert len(list((tmp_path / "runs").glob("crs-small-*/dialogues.parquet"))) == 1
+    table = crs_table(app)
+    assert len(table) == 10 and {"end_reason", "recall@10", "patience"} <= set(table.columns)
+    app.multiselect(key="crs_end").set_value(["gave_up"]).run()
+    assert set(crs_table(app)["end_reason"]) <= {"gave_up"}
+    app.multiselect(key="crs_end").set_value(["accepted", "gave_up", "max_turns"]).run()
+    app.selectbox(key="crs_knob").set_value("patience").run()
+    app.slider(key="crs_range_patience").set_value((5.0, 8.0)).run()
+    patient = crs_table(app)
+    assert 0 < len(patient) < 10 and set(patient["patience"]) == {8.0}
+    first = int(patient["index"].iloc[0])
+    app.selectbox(key="crs_dialogue").set_value(first).run()
+    assert not app.exception, app.exception
+    chat = app.chat_message
+    assert len(chat) >= 3 and chat[0].name == "user" and chat[1].name == "assistant"
+    captions = " ".join(c.value for c in app.caption)
+    assert "patience left" in captions and "proposed:" in captions and "Ended:" in captions
+
+
+def test_crs_page_beside_an_open_simulation_run(app, tmp_path):
+    from simworld.crs.generation import generate
+
+    generate(write_crs(tmp_path), out_dir=tmp_path / "runs", run_id="crs-one", dialogues=4)
+    runner.run_scenario(tmp_path / "scenarios" / "small.yaml", out_dir=tmp_path / "runs")
+    app.run()
+    assert all("crs-one" not in o for o in app.selectbox(key="open_choice").options)  # not a simulation run
+    app.button(key="open_run").click().run()
+    app.button_group(key="view").set_value("crs").run()
+    assert not app.exception, app.exception
+    assert len(crs_table(app)) == 4
+
+
 def test_start_runs_to_the_end_and_shows_every_view(app):
     ctl = start(app)
     assert ctl.wait(60).state == FINISHED

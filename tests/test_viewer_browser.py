@@ -78,3 +78,41 @@ def test_start_a_run_in_chromium_and_see_chart_and_feed(tmp_path):
     log = (tmp_path / "streamlit.log").read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
     assert list((tmp_path / "runs").glob("e2e-small-*/events.parquet"))
+
+
+CRS = """
+name: e2e-crs
+seed: 4
+dialogues: 20
+population: {size: 20}
+seeker: {knobs: {patience: {dist: choice, values: [3, 6, 9]}, chit_chat: 0.5}}
+crs: {kind: retrieval}
+generation: {batch_size: 10}
+"""
+
+
+@pytest.mark.slow
+def test_generate_crs_dialogues_in_chromium_and_read_one(tmp_path):
+    _need_browser()
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "crs.yaml").write_text(CRS)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with harness.serve(tmp_path, log=tmp_path / "streamlit.log") as url, harness.browser_page() as page:
+        page.set_default_timeout(60_000)
+        page.goto(f"{url}/?view=crs")  # the CRS page needs no simulation run
+        page.wait_for_selector(".st-key-crs_generate button")
+        page.screenshot(path=str(ARTIFACTS / "viewer-crs-empty.png"), full_page=True)
+        page.locator(".st-key-crs_generate button").click()
+        page.wait_for_selector('[data-testid="stChatMessage"]', timeout=90_000)
+        assert page.locator('[data-testid="stChatMessage"]').count() >= 3
+        text = page.locator(harness.view_selector("crs")).inner_text()
+        assert "Generated 10 dialogues" in text and "proposed:" in text and "patience left" in text
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(ARTIFACTS / "viewer-crs.png"), full_page=True)
+        page.locator('[data-testid="stChatMessage"]').last.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "viewer-crs-chat.png"))
+        assert "Traceback" not in page.content()
+    log = (tmp_path / "streamlit.log").read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+    assert len(list((tmp_path / "runs").glob("e2e-crs-*/dialogues.parquet"))) == 1

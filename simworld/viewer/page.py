@@ -16,7 +16,7 @@ import streamlit as st
 from simworld import runner
 from simworld.errors import SimworldError
 from simworld.viewer import controls
-from simworld.viewer.registry import View, discover
+from simworld.viewer.registry import PageContext, View, discover
 from simworld.viewer.session import RunController, Status
 from simworld.viewer.ui import CSS, ViewContext, catalog_for, run_data
 
@@ -32,7 +32,7 @@ def main() -> None:
     _problems()
     run_dir, ctl = _target()
     if run_dir is None:
-        _welcome()
+        _without_run()
         return
     status = ctl.status() if ctl is not None else None
     live = bool(status and status.live)
@@ -64,6 +64,15 @@ def _problems() -> None:
     title, problems = shown
     lines = "\n".join(f"- {p}" for p in problems)
     st.error(f"**{title}**\n\n{lines}", icon="⚠️")
+
+
+def _without_run() -> None:
+    """No run open: the welcome page, and beside it the pages that need no run (the CRS page)."""
+    home = View(key="home", title="Welcome", icon="🏠", render=lambda ctx: _welcome(), order=0, live=False)
+    standalone = tuple(v for v in discover() if v.standalone)
+    view = _nav((home, *standalone)) if standalone else home
+    with st.container(key=f"view_{view.key}"):
+        view.render(PageContext(out_dir=controls.out_dir()))
 
 
 def _welcome() -> None:

@@ -10,6 +10,7 @@ import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from simworld.viewer import views as _views_pkg
@@ -23,6 +24,14 @@ class View:
     order: int = 100
     icon: str = ""
     live: bool = True  # refresh while rounds arrive; False for pages that hold their own inputs
+    standalone: bool = False  # needs no simulation run: shown beside the welcome page too (the CRS page)
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """What a standalone page gets when no simulation run is open (a ViewContext otherwise)."""
+
+    out_dir: Path
 
 
 @functools.lru_cache(maxsize=8)
