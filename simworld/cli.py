@@ -93,8 +93,11 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
         run_id: Optional[str] = typer.Option(None, "--run-id", help="fixed run id")) -> None:
     """Run a scenario to the end and write its run folder."""
     from simworld import runner
+    from simworld.config import run_id_problem
 
     try:
+        if run_id is not None and (problem := run_id_problem(run_id)):
+            raise SimworldError(f"--run-id {problem}")
         sim = runner.start(scenario, out_dir=out, run_id=run_id, rounds=rounds, seed=seed)
         _run_with_progress(sim)
     except SimworldError as exc:

@@ -85,13 +85,15 @@ class Simulation:
 
         try:
             while not self.finished:
-                result, metrics = self.step()
-                if on_round:
-                    on_round(result, metrics)
+                # checked before each round too: a run killed after the round that spent its
+                # budget committed resumes to the same stop, not to one more round
                 stop = self.budget_message()
                 if stop:  # a clean stop at the end of a round; the run folder stays resumable
                     self.mark("budget_exhausted", stop)
                     return
+                result, metrics = self.step()
+                if on_round:
+                    on_round(result, metrics)
         except KeyboardInterrupt:
             self.mark("interrupted", f"interrupted during round {self.world.round + 1}")
             raise

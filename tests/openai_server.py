@@ -6,7 +6,11 @@ behaviour per request:
 
 - latency: `latency_s` seconds before every answer;
 - faults: `script` (a list consumed one per request: None for a normal answer, or one of
-  `FAULTS`) and/or `fault_rate` with `fault_kinds`, drawn from a seeded RNG;
+  `FAULTS`) and/or `fault_rate` with `fault_kinds`, drawn from a seeded RNG, or with
+  `faults_by_request` drawn from a hash of the request's messages, whatever the order requests
+  arrive in (a transport fault hits a request's first attempt only, so its retry gets through;
+  an "invalid" answer is that prompt's answer every time), so two runs with concurrent calls
+  meet the same faults;
 - the answer: `answer(body) -> str`, by default a deterministic valid instance of the
   requested JSON schema (`response_format`), choosing item ids that appear in the prompt
   when the schema asks for ids, or a short sentence for free text;
@@ -33,6 +37,7 @@ Or run it as a program (for benchmarks, in its own process):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import re
@@ -251,6 +256,7 @@ class FakeOpenAIServer:
         answer: AnswerFn | None = None,
         model_name: str = "test-model",
         count_tokens: Callable[[str], int] | None = None,
+        faults_by_request: bool = False,
     ):
         for k in list(script or []) + list(fault_kinds):
             if k is not None and k not in FAULTS:
@@ -259,6 +265,8 @@ class FakeOpenAIServer:
         self.script: list[str | None] = list(script or [])
         self.fault_rate = fault_rate
         self.fault_kinds = tuple(fault_kinds)
+        self.faults_by_request = faults_by_request
+        self._attempts: dict[str, int] = {}  # request hash -> requests seen (faults_by_request)
         self.retry_after_s = retry_after_s
         self.hang_s = hang_s
         self.answer: AnswerFn = answer or default_answer
@@ -326,16 +334,25 @@ class FakeOpenAIServer:
             self.max_in_flight = self.in_flight
 
     # -- per request
-    def _next_fault(self) -> str | None:
+    def _next_fault(self, body: dict[str, Any]) -> str | None:
         with self._lock:
             if self.script:
                 return self.script.pop(0)
+            if self.faults_by_request and self.fault_rate:
+                key = hashlib.sha256(json.dumps(body.get("messages"), sort_keys=True).encode()).hexdigest()
+                attempt = self._attempts[key] = self._attempts.get(key, -1) + 1
+                if int(key[:8], 16) / 2**32 >= self.fault_rate:
+                    return None
+                kind = self.fault_kinds[int(key[8:16], 16) % len(self.fault_kinds)]
+                # an answer that fails the schema is the model's answer to that prompt, every time;
+                # a transport fault is met by the first attempt only, so a retry gets through
+                return kind if kind == "invalid" or not attempt else None
             if self.fault_rate and self._rng.random() < self.fault_rate:
                 return self._rng.choice(self.fault_kinds)
             return None
 
     def _admit(self, body: dict[str, Any], headers: dict[str, str]) -> str | None:
-        fault = self._next_fault()
+        fault = self._next_fault(body)
         with self._lock:
             self.requests.append(body)
             self.headers.append(headers)
