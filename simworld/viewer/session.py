@@ -149,7 +149,7 @@ class RunController:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(wait_s)
         with self._lock:
-            if was not in (FINISHED, FAILED):
+            if was not in (FINISHED, FAILED, STOPPED):  # a run stopped by its budget keeps that reason
                 self._write_summary("stopped", "stopped from the viewer")
             self.sim.close()
 
