@@ -283,7 +283,7 @@ def opinion(item: Item, rating: float | None, feeling: str, rng: np.random.Gener
     time), else a remark that fits the rating and the film's genre."""
     if rating is None:
         return _default_feeling(None)
-    if feeling and rng.random() < 0.5 and feeling not in said:
+    if feeling and rng.random() < 0.5 and feeling not in said and reads_well(feeling):
         return feeling
     if rating >= 4:
         options = OPINION_LOVED.get(item.genres[0] if item.genres else "", ()) + OPINION_LOVED[""]
@@ -292,6 +292,13 @@ def opinion(item: Item, rating: float | None, feeling: str, rng: np.random.Gener
     else:
         options = OPINION_MIDDLING
     return _pick(options, rng, said)
+
+
+def reads_well(feeling: str) -> bool:
+    """A feeling worth repeating to a friend: a phrase of 4+ words with no digits (a small
+    model's "1.5 stars", "{" or a bare title are not)."""
+    words = feeling.split()
+    return len(words) >= 4 and not re.search(r"[\d{}\[\]]", feeling)
 
 
 def sentences(text: str, titles: tuple[str, ...] = ()) -> str:
