@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from simworld.agents.actions import (
-    Action, BrowseAction, DecisionMeta, IdleAction, PageDecision, SearchAction, Watch,
+    Action, BrowseAction, DecisionMeta, IdleAction, PageDecision, SearchAction, Watch, watches_of,
 )
 from simworld.agents.observation import Observation
 from simworld.agents.prompting import fit_to_budget, fixed_first_messages, item_lines, system_message, template
@@ -228,7 +228,7 @@ class VoicePolicy:
     async def decide(self, obs: Observation) -> Action:
         started = time.perf_counter()
         action = self.rule.decide_now(obs)
-        watches = _watches(action)[:VOICED_FILMS]
+        watches = watches_of(action)[:VOICED_FILMS]
         tally = _Tally()
         if not watches:
             return replace(action, meta=DecisionMeta(policy="rule", latency_ms=(time.perf_counter() - started) * 1000))
@@ -256,14 +256,6 @@ class VoicePolicy:
 
 def _memories(memories: list[str]) -> str:
     return "\n".join(f"- {m}" for m in memories) if memories else "- nothing yet"
-
-
-def _watches(action: Action) -> list[Watch]:
-    if isinstance(action, BrowseAction):
-        return [w for _, d in action.pages for w in d.watches]
-    if isinstance(action, SearchAction):
-        return list(action.decision.watches)
-    return []
 
 
 def _with_feelings(action: Action, feelings: list[str]) -> Action:
