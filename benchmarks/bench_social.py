@@ -58,7 +58,8 @@ def rule_figures(agents: int, rounds: int) -> None:
         social = files.read(Path(tmp) / "bench", files.ROUNDS)
         timings = pl.read_parquet(Path(tmp) / "bench" / "timings.parquet")
         events = read_events(Path(tmp) / "bench")
-    per_stage = timings.filter(pl.col("stage").str.starts_with("social")).group_by("stage").agg(pl.col("seconds").mean())
+    per_stage = timings.filter(pl.col("stage").str.starts_with("social")).group_by("stage") \
+        .agg(pl.col("seconds").mean())
     print(f"\n1. {agents} rule agents, {rounds} rounds (taste SBM, degree 6)")
     print(f"{'round':>5} {'active':>6} {'chats':>5} {'msgs':>5} {'posts':>5} {'repost':>6} {'likes':>5} "
           f"{'follow':>6} {'wall s':>7}")
@@ -158,7 +159,9 @@ def recommender_figures(agents: int, rounds: int) -> None:
             watches = read_events(run_dir).filter(pl.col("action") == "watch")
         counts = dict(watches.group_by("source").len().iter_rows())
         total = watches.height
-        share = lambda *s: sum(counts.get(x, 0) for x in s) / total  # noqa: E731
+
+        def share(*sources: str, counts=counts, total=total) -> float:
+            return sum(counts.get(x, 0) for x in sources) / total
         print(f"   {name:>10}: {total} watches; after a friend's chat {share('friend'):.1%}, after a post "
               f"{share('feed'):.1%} (word of mouth {share('friend', 'feed'):.1%}); recommended {share('page'):.1%}, "
               f"search {share('search'):.1%}")

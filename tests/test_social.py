@@ -22,12 +22,13 @@ from simworld.population import synthetic_personas
 from simworld.recorder import read_checkpoint, read_events
 from simworld.social import files
 from simworld.social.chat import Participant, Reply, run_chat
-from simworld.social.config import GraphConfig, SocialConfig
+from simworld.social.config import GraphConfig
 from simworld.social.diffusion import item_cascades, tree_stats
 from simworld.social.graph import SocialGraph, build_graph, taste_communities
 from simworld.social.mentions import TitleMatcher
 from simworld.social.state import DiaryEntry
 from simworld.social.templates import TemplateSpeaker
+from simworld.social.transcripts import chat_transcripts
 from simworld.stages import Round
 from simworld.streams import Streams
 from tests.helpers import comparable, write_scenario
@@ -211,7 +212,7 @@ def chat_answer(done_after: int):
 
 def test_llm_chats_one_call_per_message_each_speaker_in_its_own_persona(openai_server, tmp_path):
     server = openai_server(answer=chat_answer(done_after=2))
-    social = ("  chat: {speaker: llm, max_turns: 5}\n  mix: {watch: 0.4, talk: 0.6, post: 0.0}\n"
+    social = ("  chat: {speaker: llm, max_turns: 5}\n  mix: {watch: 0.4, talk: 0.4, post: 0.2}\n"
               f"llm: {{model: openai/test-model, api_base: '{server.url}', retry_base_s: 0.01, timeout_s: 5}}")
     path = social_scenario(tmp_path, rounds=3, size=30, social=social)
     run_dir = runner.run_scenario(path, out_dir=tmp_path / "runs", run_id="llm")
@@ -230,6 +231,13 @@ def test_llm_chats_one_call_per_message_each_speaker_in_its_own_persona(openai_s
         assert all(items == [alien] for items in turns["items"].to_list())
     ledger = read_ledger(run_dir)
     assert ledger.filter(pl.col("purpose") == "chat").height == chats.height  # one call per message
+    posts = events.filter(pl.col("action") == "post")
+    assert posts.height and all(text.endswith("says: watch The Godfather (1972).") for text in posts["text"])
+    assert all(text.startswith(names[a]) for a, text in posts.select("agent_id", "text").iter_rows())  # its voice
+    transcripts = chat_transcripts(events)  # what a dialogue exporter reads
+    assert transcripts.height == chats.height and set(transcripts["turn"]) == {0, 1, 2}
+    assert transcripts.filter(pl.col("turn") == 0)["speaker"].to_list() == \
+        chats.group_by("thread_id", maintain_order=True).first()["agent_id"].to_list()
 
 
 # -- mentions -------------------------------------------------------------------------------------
@@ -267,7 +275,8 @@ def test_tree_stats():
     star = tree_stats({1: None, 2: 1, 3: 1, 4: 1})
     assert star == {"size": 4, "depth": 1, "max_breadth": 3, "structural_virality": pytest.approx(9 / 6)}
     assert tree_stats({7: None})["structural_virality"] == 0.0
-    posts = pl.DataFrame({"post_id": [1, 2, 3, 4, 5], "item_id": [9, 9, 9, 8, 9], "parent_id": [None, 1, 1, None, None]})
+    posts = pl.DataFrame({"post_id": [1, 2, 3, 4, 5], "item_id": [9, 9, 9, 8, 9],
+                          "parent_id": [None, 1, 1, None, None]})
     per_item = item_cascades(posts)
     assert per_item[9]["cascades"] == 2 and per_item[9]["reposts"] == 2 and per_item[9]["size"] == 3
     assert per_item[8]["size"] == 1
@@ -288,8 +297,8 @@ def test_a_repost_chain_of_depth_3_in_the_metrics(tmp_path):
     for round_no, author in enumerate([1, 2, 3, 4], start=1):
         rnd = Round(number=round_no, events=EventBuilder("chain", round_no))
         post_id = layer.state.new_post_id()
-        action = PostAction(post_id=post_id, item_id=item, text="Alien!", audience=tuple(layer.state.graph.followers(author)),
-                            verdict=1.0, parent_id=parent)
+        action = PostAction(post_id=post_id, item_id=item, text="Alien!",
+                            audience=tuple(layer.state.graph.followers(author)), verdict=1.0, parent_id=parent)
         layer._count, layer._touched = dict.fromkeys(("posts", "reposts"), 0), set()
         layer._apply(world, rnd, author, action, {p: (x.author, x.item_id) for p, x in layer.state.posts.items()})
         layer.measure(world, rnd)
@@ -320,7 +329,8 @@ def test_a_social_run_writes_every_kind_of_row(tmp_path):
     assert posts["post_id"].null_count() == 0 and posts["parent_id"].null_count() == posts.height
     assert events.filter(pl.col("action") == "watch")["source"].null_count() == 0
     metrics = pl.read_parquet(run_dir / "metrics.parquet")
-    shares = metrics.select("recommended_share", "search_share", "friend_share", "feed_share").fill_nan(0).sum_horizontal()
+    shares = metrics.select("recommended_share", "search_share", "friend_share", "feed_share").fill_nan(0) \
+        .sum_horizontal()
     assert shares.filter(metrics["watches"] > 0).to_list() == pytest.approx([1.0] * int((metrics["watches"] > 0).sum()))
     rounds = files.read(run_dir, files.ROUNDS)
     assert rounds["round"].to_list() == list(range(1, 7))
@@ -394,3 +404,16 @@ def test_resume_restores_the_graph_and_pending_posts_exactly(tmp_path, point):
     assert comparable(read_events(out / "r")).equals(comparable(read_events(tmp_path / "ref" / "r")))
     for name in (files.ROUNDS, files.CASCADES, files.GRAPH, files.COMMUNITIES):
         assert_frame_equal(files.read(out / "r", name), files.read(tmp_path / "ref" / "r", name))
+
+
+def test_an_llm_message_that_fails_twice_is_written_by_the_templates_and_counted(openai_server, tmp_path):
+    server = openai_server(fault_rate=1.0, fault_kinds=("invalid",))
+    social = ("  chat: {speaker: llm, max_turns: 3}\n  mix: {watch: 0.5, talk: 0.5, post: 0.0}\n"
+              f"llm: {{model: openai/test-model, api_base: '{server.url}', retry_base_s: 0.01, timeout_s: 5}}")
+    run_dir = runner.run_scenario(social_scenario(tmp_path, rounds=3, size=30, social=social),
+                                  out_dir=tmp_path / "runs", run_id="bad")
+    chats = read_events(run_dir).filter(pl.col("action") == "chat")
+    assert chats.height > 0 and set(chats["policy"]) == {"fallback"}
+    assert (chats["text"].str.len_chars() > 5).all()  # a template line, never an empty default
+    calls = read_ledger(run_dir).filter(pl.col("purpose") == "chat")
+    assert calls.height == 2 * chats.height and set(calls["outcome"]) == {"invalid_output"}  # asked once more

@@ -75,14 +75,14 @@ class FeedConfig(_Section):
     """The feed: posts of the accounts a reader follows, ranked per reader."""
 
     size: int = Field(5, ge=1, le=100, description="posts a reader sees in one visit")
-    max_age: int = Field(4, ge=1, le=1000, description="rounds a post stays in feeds")
+    max_age: int = Field(5, ge=1, le=1000, description="rounds a post stays in feeds")
     w_recency: float = Field(1.0, ge=0, description="weight of freshness (1 this round, halving each round)")
     w_tie: float = Field(1.0, ge=0, description="weight of the reader's tie strength with the poster")
     w_likes: float = Field(0.3, ge=0, description="weight of log(1 + likes)")
     w_recommender: float = Field(0.0, ge=0, description="weight of the recommender's rank of the post's film "
                                  "for the reader (0 = off; costs one recommender call per round)")
-    like_rate: float = Field(0.7, ge=0, le=1, description="chance of liking a post on a film that suits the reader")
-    repost_rate: float = Field(0.35, ge=0, le=1, description="chance of reposting a post the reader liked")
+    like_rate: float = Field(0.8, ge=0, le=1, description="chance of liking a post on a film that suits the reader")
+    repost_rate: float = Field(0.5, ge=0, le=1, description="chance of reposting a post the reader liked")
 
 
 class FollowConfig(_Section):

@@ -235,7 +235,8 @@ def read_edge_list(path: Path, known: set[int]) -> list[tuple[int, int, str | No
         except ValueError:
             if number == 1:
                 continue  # a header
-            raise DataError(f"{path}, line {number}: agent ids must be integers, got {fields[0]!r} {fields[1]!r}") from None
+            raise DataError(f"{path}, line {number}: agent ids must be integers, "
+                            f"got {fields[0]!r} {fields[1]!r}") from None
         for agent in (a, b):
             if agent not in known:
                 raise DataError(f"{path}, line {number}: agent {agent} is not in the population "

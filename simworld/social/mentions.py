@@ -195,7 +195,8 @@ def _tokens(text: str) -> list[_Token]:
         before = text[:m.start()].rstrip()
         sentence_start = not before or before[-1] in ".!?:;\n-—–(\"“"
         quoted = any(s < m.start() and m.end() < e for s, e in quotes)
-        out.append(_Token(m.group(0).lower().replace("’", "'"), m.group(0), m.start(), m.end(), sentence_start, quoted))
+        word = m.group(0)
+        out.append(_Token(word.lower().replace("’", "'"), word, m.start(), m.end(), sentence_start, quoted))
     return out
 
 

@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from simworld.agents.actions import (
-    ChatAction, DecisionMeta, FollowAction, PostAction, ReadFeedAction, SocialAction,
-)
+from simworld.agents.actions import ChatAction, DecisionMeta, FollowAction, PostAction, ReadFeedAction, SocialAction
 from simworld.catalog import Catalog
 from simworld.population import Persona
 from simworld.social import files
+from simworld.social.behaviour import appeal, draw_mode, persona_mix, pick_friend, post_topic, verdict, who_to_follow
 from simworld.social.chat import LLMSpeaker, Participant, Speaker, run_chat
 from simworld.social.config import SocialConfig
 from simworld.social.diffusion import CASCADE_SCHEMA, homophily, item_cascades
@@ -48,11 +47,6 @@ if TYPE_CHECKING:
     from simworld.stages import Round
     from simworld.world import SimWorld
 
-MODES = ("watch", "talk", "post")
-TRAIT_MIX = {  # how a trait tilts a persona's (watch, talk, post) weights
-    "sociable": (1.0, 1.6, 1.2), "introverted": (1.2, 0.5, 0.7), "critical": (1.0, 1.0, 1.5),
-    "playful": (1.0, 1.2, 1.2), "thoughtful": (1.1, 1.0, 1.2), "impatient": (1.0, 0.9, 0.8),
-}
 CHAT_TIE_GAIN = 0.05  # a chat brings two friends this much closer (tie strength, capped at 1)
 ROUND_SCHEMA = {
     "round": pl.Int64, "talkers": pl.Int64, "posters": pl.Int64, "chats": pl.Int64, "chat_messages": pl.Int64,
@@ -62,22 +56,6 @@ ROUND_SCHEMA = {
     "all_taste_similarity": pl.Float64,
 }
 COMMUNITY_SCHEMA = {"round": pl.Int64, "agent_id": pl.Int64, "community": pl.Int64}
-
-
-def persona_mix(persona: Persona, spec, rng: np.random.Generator) -> np.ndarray:
-    """A persona's own chances of watching, talking and posting in a round."""
-    base = np.array([spec.watch, spec.talk, spec.post], dtype=np.float64)
-    for trait in persona.traits:
-        base = base * np.array(TRAIT_MIX.get(trait, (1.0, 1.0, 1.0)))
-    base = base / base.sum()
-    alpha = np.maximum(spec.spread * base, 1e-3)
-    mix = rng.dirichlet(alpha)
-    mix[base == 0] = 0.0  # a knob at 0 means never, whatever the draw
-    return mix / mix.sum()
-
-
-def verdict(rating: float) -> float:
-    return float(np.clip((rating - 3.0) / 2.0, -1.0, 1.0))
 
 
 @dataclass
@@ -139,8 +117,7 @@ class SocialLayer:
             a = agent.agent_id
             rng = world.streams.generator("social", rnd.number, a)
             mix = self.mix.get(a)
-            mode = MODES[int(np.searchsorted(np.cumsum(mix), rng.random(), side="right").clip(0, 2))] \
-                if mix is not None else "watch"
+            mode = draw_mode(mix, rng) if mix is not None else "watch"
             if mode == "talk" and not (self.state.graph.friends(a) and agent.state.watched):
                 mode = "watch"  # nobody to talk to, or nothing seen to talk about: the platform instead
             if mode == "watch":
@@ -205,10 +182,7 @@ class SocialLayer:
                            memories=memories)
 
     def _start_chat(self, world: "SimWorld", rnd: "Round", a: int, rng: np.random.Generator):
-        graph = self.state.graph
-        friends = graph.friends(a)
-        ties = np.array([graph.tie(a, b) for b in friends])
-        b = friends[int(rng.choice(len(friends), p=ties / ties.sum()))] if ties.sum() > 0 else friends[0]
+        b = pick_friend(self.state.graph, a, rng)
         speakers = {a: self._speaker(world, a), b: self._speaker(world, b)}
         pa = self._participant(world, a, rnd.number, speakers[a] is not self.templates)
         pb = self._participant(world, b, rnd.number, speakers[b] is not self.templates)
@@ -241,10 +215,9 @@ class SocialLayer:
         liked, reposts, follows = [], [], []
         followed = set(graph.following(a))
         for post in feed:
-            genres = self.catalog.genre_matrix[self.catalog.row(post.item_id)]
-            match = float(user.state.taste @ genres)
-            appeal = 1.0 / (1.0 + np.exp(-6.0 * (match - 0.35))) * (0.6 + 0.4 * max(post.verdict, 0.0))
-            if rng.random() < spec.like_rate * appeal:
+            suits, match = appeal(user.state.taste, self.catalog.genre_matrix[self.catalog.row(post.item_id)],
+                                  post.verdict)
+            if rng.random() < spec.like_rate * suits:
                 liked.append(post.post_id)
                 if rng.random() < spec.repost_rate and post.item_id not in state.posted.get(a, set()):
                     reposts.append(post)
@@ -256,7 +229,7 @@ class SocialLayer:
                 follows.append(FollowAction(post.author, False))
                 followed.discard(post.author)
         if follow.suggest_rate and rng.random() < follow.suggest_rate:
-            suggested = self._suggestion(a, followed)
+            suggested = who_to_follow(graph, a, followed)
             if suggested is not None:
                 follows.append(FollowAction(suggested, True))
         actions.append(ReadFeedAction(post_ids=tuple(p.post_id for p in feed), liked=tuple(liked)))
@@ -266,27 +239,10 @@ class SocialLayer:
             actions.append(PostAction(post_id=state.new_post_id(), item_id=post.item_id, text=text, audience=audience,
                                       verdict=post.verdict, parent_id=post.post_id))
         actions.extend(follows)
-        entry = self._post_topic(a, {p.item_id for p in reposts})
+        entry = post_topic(state.diary.get(a, ()), state.posted.get(a, set()), (p.item_id for p in reposts))
         if entry is not None:
             actions.append(self._start_post(world, rnd, a, entry, audience, rng))
         return actions
-
-    def _suggestion(self, a: int, followed: set[int]) -> int | None:
-        """Who to follow: the friend of a friend (not followed yet) who follows most of the
-        accounts `a` follows (ties: the smaller id)."""
-        graph = self.state.graph
-        candidates = {c for f in graph.friends(a) for c in graph.friends(f)} - followed - {a}
-        if not candidates:
-            return None
-        return min(candidates, key=lambda c: (-len(followed.intersection(graph.following(c))), c))
-
-    def _post_topic(self, a: int, skip: set[int]) -> DiaryEntry | None:
-        """The film to post about: the latest watch with a clear opinion not yet posted about."""
-        posted = self.state.posted.get(a, set())
-        for entry in reversed(self.state.diary.get(a, ())):
-            if abs(entry.rating - 3.0) >= 1.0 and entry.item_id not in posted and entry.item_id not in skip:
-                return entry
-        return None
 
     def _start_post(self, world: "SimWorld", rnd: "Round", a: int, entry: DiaryEntry, audience: tuple[int, ...],
                     rng: np.random.Generator):

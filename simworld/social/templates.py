@@ -232,10 +232,12 @@ class TemplateSpeaker:
         meta = DecisionMeta(policy="rule")
         if loved and (not hated or rng.random() < 0.75):
             item = self.catalog.get(loved[0].item_id)
-            return Reply(_pick(OPEN_LOVED, rng).format(**self._fields(item, me, ctx.round, rng)), intent="recommend", meta=meta)
+            text = _pick(OPEN_LOVED, rng).format(**self._fields(item, me, ctx.round, rng))
+            return Reply(text, intent="recommend", meta=meta)
         if hated:
             item = self.catalog.get(hated[0].item_id)
-            return Reply(_pick(OPEN_HATED, rng).format(**self._fields(item, me, ctx.round, rng)), intent="warn", meta=meta)
+            text = _pick(OPEN_HATED, rng).format(**self._fields(item, me, ctx.round, rng))
+            return Reply(text, intent="warn", meta=meta)
         genre = (me.persona.top_genres(1) or ["drama"])[0].lower()
         return Reply(_pick(OPEN_ASK, rng).format(genre=genre), intent="ask", meta=meta)
 

@@ -88,8 +88,8 @@ def describe_chat(messages: list[dict], ctx: ViewContext) -> str:
         short = {first["agent_id"]: a, first["target_id"]: b}
     lines = "".join(f'<div class="sw-line"><b>{html.escape(short.get(m["agent_id"], "?"))}:</b> '
                     f'<span class="sw-say">{html.escape(m["text"] or "")}</span></div>' for m in messages)
-    return f'<span class="sw-agent">{html.escape(a)}</span> chatted with <span class="sw-agent">{html.escape(b)}</span>' \
-           f'{lines}'
+    return (f'<span class="sw-agent">{html.escape(a)}</span> chatted with '
+            f'<span class="sw-agent">{html.escape(b)}</span>{lines}')
 
 
 def _round_filter(ev: pl.DataFrame) -> tuple[int, int]:

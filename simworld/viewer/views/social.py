@@ -39,16 +39,24 @@ def _community_names(ctx: ViewContext, communities: dict[int, int], round_no: in
     at = max((r for r in rounds if r <= round_no), default=min(rounds))
     part = agents.filter(pl.col("round") == at).select("agent_id", "taste")
     tastes = {a: np.asarray(t) for a, t in part.iter_rows()}
-    names = {}
+    names: dict[int, object] = {}
     for c in sorted(set(communities.values())):
         members = [tastes[a] for a, k in communities.items() if k == c and a in tastes]
         if not members:
             names[c] = f"community {c + 1}"
             continue
         mean = np.mean(members, axis=0)
-        top = [genres[i] for i in np.argsort(-mean)[:2] if mean[i] > 0]
-        names[c] = " & ".join(top) or f"community {c + 1}"
-    return names
+        top = [genres[i] for i in np.argsort(-mean)[:3] if mean[i] > 0]
+        names[c] = top
+    out: dict[int, str] = {}
+    for c, top in names.items():
+        if isinstance(top, str):
+            out[c] = top
+            continue
+        twins = [t for k, t in names.items() if k != c and not isinstance(t, str) and set(t[:2]) == set(top[:2])]
+        shown = top[:3] if twins else top[:2]  # "Drama & Comedy" twice: the third genre tells them apart
+        out[c] = " & ".join(shown) or f"community {c + 1}"
+    return out
 
 
 def _round_slider(rounds: list[int]) -> int:
@@ -177,7 +185,8 @@ def _cascades(ctx: ViewContext) -> None:
         hover = [f"{html.escape(ctx.names.get(a, f'agent {a}'))} (round {r})<br>{html.escape((t or '')[:90])}"
                  for a, r, t in tree.select("agent_id", "round", "text").iter_rows()]
         fig.add_trace(go.Scatter(x=tree["x"].to_list(), y=tree["y"].to_list(), mode="markers",
-                                 marker=dict(size=12, color=["#E45756" if d == 0 else "#4C78A8" for d in tree["depth"]]),
+                                 marker=dict(size=12, color=["#E45756" if d == 0 else "#4C78A8"
+                                                             for d in tree["depth"]]),
                                  text=hover, hovertemplate="%{text}<extra></extra>"))
         fig.update_xaxes(title="reposts from the original post", dtick=1)
         fig.update_yaxes(visible=False, autorange="reversed")
@@ -229,7 +238,8 @@ def render(ctx: ViewContext) -> None:
     tiles[1].metric("Chats", int(rounds_frame["chats"].sum()) if rounds_frame.height else 0)
     tiles[2].metric("Posts", int(rounds_frame["posts"].sum()) if rounds_frame.height else 0)
     tiles[3].metric("Reposts", int(rounds_frame["reposts"].sum()) if rounds_frame.height else 0)
-    tiles[4].metric("Homophily", f"{last['homophily']:.2f}" if last and last["homophily"] == last["homophily"] else "–")
+    homophily = last.get("homophily") if last else None
+    tiles[4].metric("Homophily", f"{homophily:.2f}" if homophily is not None and homophily == homophily else "–")
     tiles[5].metric("Word-of-mouth watches", f"{friend / watches.height:.1%}" if watches.height else "–")
     rounds = sorted({0, *(rounds_frame["round"].to_list() if rounds_frame.height else [])})
     left, right = st.columns([3, 2])
