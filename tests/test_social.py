@@ -32,7 +32,7 @@ from simworld.social.transcripts import chat_transcripts
 from simworld.stages import Round
 from simworld.streams import Streams
 from tests.helpers import comparable, write_scenario
-from tests.openai_server import openai_server  # noqa: F401  (fixture)
+from tests.openai_server import default_answer, openai_server  # noqa: F401  (fixture)
 
 CATALOG = load_bundled_catalog()
 
@@ -203,6 +203,8 @@ def chat_answer(done_after: int):
         schema = json.dumps(body.get("response_format", {}))
         if '"post"' in schema:
             return json.dumps({"post": f"{name} says: watch The Godfather (1972)."})
+        if '"done"' not in schema:  # a decision: the server's own valid answer
+            return default_answer(body)
         transcript = prompt.split("The chat so far:\n", 1)[1].split("\nWrite your next message", 1)[0]
         number = 0 if transcript.startswith("(you start") else len(transcript.splitlines())
         return json.dumps({"message": f"I am {name}. Have you seen Alien (1979)?", "done": number >= done_after})
@@ -417,3 +419,43 @@ def test_an_llm_message_that_fails_twice_is_written_by_the_templates_and_counted
     assert (chats["text"].str.len_chars() > 5).all()  # a template line, never an empty default
     calls = read_ledger(run_dir).filter(pl.col("purpose") == "chat")
     assert calls.height == 2 * chats.height and set(calls["outcome"]) == {"invalid_output"}  # asked once more
+
+
+def test_mentions_become_memories_of_both_agents(tmp_path):
+    social = "  graph: {degree: 6}\nmemory: {backend: inprocess, embedder: hashing}"
+    sim = runner.start(social_scenario(tmp_path, rounds=5, size=40, social=social), out_dir=tmp_path / "runs",
+                       run_id="mem")
+    sim.run()
+    events = read_events(sim.run_dir)
+    names = dict(pl.read_parquet(sim.run_dir / "personas.parquet").select("agent_id", "name").iter_rows())
+    watched = {(a, i, r) for a, i, r in events.filter(pl.col("action") == "watch")
+               .select("agent_id", "item_id", "round").iter_rows()}
+    checked = 0
+    for row in events.filter((pl.col("action") == "chat") & (pl.col("items").list.len() > 0)).iter_rows(named=True):
+        film = row["items"][0]
+        if any((row["target_id"], film, r) in watched for r in range(1, row["round"] + 1)):
+            continue  # the listener had seen it: nothing new to hear
+        label = CATALOG.get(film).label
+        heard = " ".join(sim.memories(row["target_id"]))
+        said = " ".join(sim.memories(row["agent_id"]))
+        assert f"heard about {label} from {names[row['agent_id']]}" in heard
+        assert f"told {names[row['target_id']]} about {label}" in said
+        checked += 1
+        if checked == 5:
+            break
+    sim.close()
+    assert checked > 0
+
+
+def test_an_llm_agent_reads_what_it_heard_in_its_next_decision(openai_server, tmp_path):
+    server = openai_server(answer=chat_answer(done_after=2))
+    social = ("  mix: {watch: 0.5, talk: 0.5, post: 0.0}\n"
+              f"policy: llm\nllm: {{model: openai/test-model, api_base: '{server.url}', retry_base_s: 0.01}}")
+    text = SOCIAL.format(seed=4, rounds=4, size=20, probability=0.9, recommender="popularity", social=social)
+    run_dir = runner.run_scenario(write_scenario(tmp_path, text.replace("policy: rule\n", ""), "llm.yaml"),
+                                  out_dir=tmp_path / "runs", run_id="heard")
+    events = read_events(run_dir)
+    assert events.filter(pl.col("action") == "chat")["policy"].unique().to_list() == ["llm"]  # auto: LLM agents
+    prompts = [" ".join(m["content"] for m in r["messages"]) for r in server.requests]
+    decisions = [p for p in prompts if "heard about Alien (1979) from" in p and "The chat so far" not in p]
+    assert decisions  # the mention, as a memory, in a later decision's prompt

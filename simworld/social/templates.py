@@ -16,6 +16,7 @@ import numpy as np
 from simworld.agents.actions import DecisionMeta
 from simworld.catalog import Catalog, Item
 from simworld.social.chat import Participant, Reply, TurnContext
+from simworld.social.state import DiaryEntry
 
 OPEN_LOVED = (
     "Have you seen {title} yet? I watched it {when} and {feel_l}",
@@ -227,6 +228,10 @@ class TemplateSpeaker:
     def _open(self, ctx: TurnContext) -> Reply:
         me, rng = ctx.me, ctx.rng
         recent = sorted(me.diary, key=lambda e: (-e.round, e.item_id))
+        if not recent:  # nothing watched in the run yet: what it rated before (a MovieLens history)
+            known = sorted(((i, r) for i, r in me.watched.items() if i in self.catalog),
+                           key=lambda ir: (-abs(ir[1] - 3.0), ir[0]))
+            recent = [DiaryEntry(-1, i, r, "") for i, r in known[:6]]
         loved = [e for e in recent if e.rating >= 4.0]
         hated = [e for e in recent if e.rating <= 2.0]
         meta = DecisionMeta(policy="rule")
