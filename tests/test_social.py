@@ -269,6 +269,39 @@ def test_a_year_picks_between_films_of_the_same_title():
     assert matcher.ids("True Grit is great", prefer={remakes[1].item_id}) == [remakes[1].item_id]
 
 
+# -- the feed -------------------------------------------------------------------------------------
+
+def test_the_feed_ranks_posts_per_reader():
+    from simworld.social.config import FeedConfig
+    from simworld.social.feed import posts_by_author, rank_feed
+    from simworld.social.state import Post
+
+    graph = SocialGraph([1, 2, 3, 4])
+    graph.follow(1, 2, tie=0.9)
+    graph.follow(1, 3, tie=0.2)
+    posts = {
+        10: Post(10, author=2, item_id=5, text="a", round=3, verdict=1.0, root_id=10, root_author=2),
+        11: Post(11, author=3, item_id=6, text="b", round=3, verdict=1.0, root_id=11, root_author=3),
+        12: Post(12, author=3, item_id=5, text="repost of a", round=3, verdict=1.0, parent_id=10, root_id=10,
+                 root_author=2),
+        13: Post(13, author=2, item_id=7, text="old", round=1, verdict=1.0, root_id=13, root_author=2),
+        14: Post(14, author=3, item_id=8, text="own, reposted", round=3, verdict=1.0, parent_id=99, root_id=99,
+                 root_author=1),
+        15: Post(15, author=4, item_id=9, text="not followed", round=3, verdict=1.0, root_id=15, root_author=4),
+    }
+    by_author = posts_by_author(posts)
+    spec = FeedConfig(size=5, max_age=5, w_likes=0.0)
+    feed = rank_feed(1, graph, by_author, {}, set(), 4, spec)
+    # fresh before old, a close friend before an acquaintance, one post per cascade, never the reader's own
+    assert [p.post_id for p in feed] == [10, 11, 13]
+    assert [p.post_id for p in rank_feed(1, graph, by_author, {}, {10}, 4, spec)] == [11, 12, 13]  # 10 was read
+    assert [p.post_id for p in rank_feed(1, graph, by_author, {11: [2, 3, 4, 5]}, set(), 4,
+                                         FeedConfig(w_likes=1.0))][:2] == [11, 10]  # liked widely
+    scored = rank_feed(1, graph, by_author, {}, set(), 4, FeedConfig(w_recommender=2.0), {7: 1.0})
+    assert scored[0].post_id == 13  # the recommender's top pick for this reader comes first
+    assert rank_feed(1, graph, by_author, {}, set(), 4, FeedConfig(max_age=2))[-1].post_id == 11  # 13 too old
+
+
 # -- cascades -----------------------------------------------------------------------------------------
 
 def test_tree_stats():

@@ -404,6 +404,7 @@ class SocialLayer:
             state.figures[files.CASCADES] = pl.concat([state.figures[files.CASCADES],
                                                        self._cascade_rows(rnd.number, touched)])
         state.prune(rnd.number, self.config.feed.max_age, self.config.word_of_mouth.fresh_rounds)
+        state.post_log = state.post_log.rechunk()  # one chunk, not one per post
         self._write(graph_too=not self._written_graph)
 
     def _cascade_rows(self, round_no: int, items: list[int]) -> pl.DataFrame:
