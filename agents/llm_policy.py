@@ -141,6 +141,14 @@ class LLMPolicy:
                             fallback_reason=reason)
         return replace(action, meta=meta)
 
+    async def judge(self, obs: Observation, page: tuple[Item, ...]) -> tuple[PageDecision, str]:
+        """One page judged on its own (the fidelity trials): the decision and who made it,
+        "llm", or "fallback" when the model's answers were invalid twice."""
+        try:
+            return await self._judge(obs, page, False, _Tally()), "llm"
+        except (LLMOutputError, InvalidDecision):
+            return self.fallback.judge_page(obs, page, pages_seen=0, allow_next=False), "fallback"
+
     async def reflect(self, persona, memories: list[str], round_no: int) -> tuple[str, ...]:
         """1-3 insights about the agent's tastes from its recent memories (the memory pipeline
         asks when their importance passes the threshold). Raises LLMOutputError on bad output."""

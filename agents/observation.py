@@ -9,6 +9,7 @@ import numpy as np
 
 from simworld.catalog import Catalog, Item
 from simworld.population import Persona
+from simworld.taste import UserTaste
 
 
 @dataclass(frozen=True)
@@ -26,3 +27,5 @@ class Observation:
     memories: tuple[str, ...] = ()  # retrieved memories (agent memory) or recent events
     feed: tuple[str, ...] = ()  # posts from followed users (social layer)
     extra: dict[str, object] = field(default_factory=dict)  # injected events (ads, news) for this round
+    # MovieLens-grounded users: affinity and predicted rating from their own history (simworld/taste.py)
+    user_taste: UserTaste | None = None

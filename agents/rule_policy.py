@@ -10,6 +10,12 @@ plus the persona's bias and noise, rounded to half stars like MovieLens. With th
 synthetic population rates with mean about 3.5 and spread about 1 (MovieLens' 3.5 and 1.04;
 see tests/test_rule_policy.py). Everything random is drawn from the observation's rng.
 
+MovieLens-grounded users (`obs.user_taste`, simworld/taste.py): the taste match is the
+collaborative affinity of the film to the user's own history (`affinity_weight` of it; the
+rest stays genres), ratings come from the taste model's predicted rating plus the persona's
+noise, and with `page_contrast` > 0 a film loses log-odds for every unit of utility below the
+page's best, so a user mostly watches the film they like most on a page.
+
 Word of mouth (the social layer, simworld/social): `obs.extra["heard"]` maps films the user
 heard about from friends to log-odds added to watching them, and `obs.extra["lookup"]` is the
 chance of looking the best of them up in the search box instead of browsing. Without them
@@ -86,6 +92,9 @@ class RulePolicy:
     def utility(self, obs: Observation, item: Item) -> float:
         genres = obs.catalog.genre_matrix[obs.catalog.row(item.item_id)]
         match = float(obs.taste @ genres)
+        if obs.user_taste is not None:  # a MovieLens-grounded user: what people with their history liked
+            w = self.spec.affinity_weight
+            match = w * obs.user_taste.affinity(item.item_id) + (1.0 - w) * match
         crowd = obs.item_mean_rating(item.item_id)
         social = obs.persona.conformity * 0.25 * ((crowd - 3.0) / 2.0) if crowd is not None else 0.0
         novelty = obs.persona.diversity * 0.15 * (1.0 - match)
@@ -100,8 +109,19 @@ class RulePolicy:
             x += heard.get(item.item_id, 0.0)  # a friend's word
         return sigmoid(x - s.repeat_penalty * repeat)
 
+    def expected_rating(self, obs: Observation, item: Item) -> float:
+        """The rating before noise and rounding (what `simworld eval fidelity` scores by RMSE);
+        a grounded user's is the taste model's prediction, which holds their own bias."""
+        if obs.user_taste is not None:
+            return obs.user_taste.predict(item.item_id)
+        s = self.spec
+        return 0.5 + 4.5 * sigmoid(s.rating_slope * (self.utility(obs, item) - s.rating_center)) + obs.persona.rating_bias
+
     def rating(self, obs: Observation, item: Item) -> float:
         s, persona = self.spec, obs.persona
+        if obs.user_taste is not None:
+            raw = obs.user_taste.predict(item.item_id) + obs.rng.normal(0.0, persona.rating_noise)
+            return float(np.clip(round(raw * 2) / 2, 0.5, 5.0))
         u = self.utility(obs, item)
         raw = 0.5 + 4.5 * sigmoid(s.rating_slope * (u - s.rating_center))
         raw += persona.rating_bias + obs.rng.normal(0.0, persona.rating_noise)
@@ -111,9 +131,13 @@ class RulePolicy:
         s, rng = self.spec, obs.rng
         watches: list[Watch] = []
         best = 0.0
+        top = max((self.utility(obs, item) for item in page), default=0.0) if s.page_contrast else 0.0
         for item in page:
             best = max(best, self.utility(obs, item))
-            if len(watches) < s.max_watches_per_page and rng.random() < self.watch_probability(obs, item, pages_seen):
+            p = self.watch_probability(obs, item, pages_seen)
+            if s.page_contrast:  # films are compared with the page's best, not only judged alone
+                p = sigmoid(math.log(p / (1.0 - p)) - s.page_contrast * (top - self.utility(obs, item))) if 0 < p < 1 else p
+            if len(watches) < s.max_watches_per_page and rng.random() < p:
                 rating = self.rating(obs, item)
                 watches.append(Watch(item_id=item.item_id, rating=rating, feeling=self.feeling(obs, item, rating)))
         # A page that offered something good (or that gave nothing to watch) invites one more look.

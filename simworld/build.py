@@ -49,10 +49,33 @@ class WorldParts:
     embedder: Embedder | None = None
     memory: Any = None  # a simworld.world_memory.WorldMemory when the scenario has memory
     stages: list[PlacedStage] = field(default_factory=list)
+    crowd: pl.DataFrame | None = None  # item_id, n, total: ratings the crowd gave before the run
+    taste: Any = None  # a simworld.taste.TasteModel for MovieLens-grounded users
+
+
+def grounding(scenario: Scenario):
+    """The MovieLens split a grounded population lives on (simworld/grounding.py), or None."""
+    spec = scenario.population
+    if spec.source != "movielens":
+        return None
+    folder = spec.path or scenario.catalog.path
+    if not folder:
+        raise SimworldError("population.source 'movielens' needs population.path (or a movielens catalog.path)")
+    from simworld.grounding import load_grounding
+
+    same = scenario.catalog.source == "movielens" and scenario.resolve_path(scenario.catalog.path or "").resolve() \
+        == scenario.resolve_path(folder).resolve()
+    cat = scenario.catalog
+    return load_grounding(str(scenario.resolve_path(folder).resolve()), spec.holdout,
+                          cat.min_ratings if same else 0, cat.max_items if same else None)
 
 
 def build_catalog(scenario: Scenario) -> Catalog:
     spec = scenario.catalog
+    ground = grounding(scenario)
+    if ground is not None and spec.source == "movielens" and \
+            scenario.resolve_path(spec.path or "").resolve() == ground.path:
+        return ground.catalog  # filtered by training ratings only
     if spec.source == "bundled":
         return load_bundled_catalog()
     path = scenario.resolve_path(spec.path or "")
@@ -69,13 +92,8 @@ def build_population(scenario: Scenario, catalog: Catalog, streams: Streams
     rng = streams.generator("population")
     if spec.source == "synthetic":
         return synthetic_personas(spec.size, catalog, rng), None
-    folder = spec.path or scenario.catalog.path
-    if not folder:
-        raise SimworldError("population.source 'movielens' needs population.path (or a movielens catalog.path)")
-    from simworld.movielens import load_movielens_ratings
-
-    ratings = load_movielens_ratings(scenario.resolve_path(folder))
-    pop = movielens_personas(ratings, catalog, spec.size, rng)
+    ground = grounding(scenario)
+    pop = movielens_personas(ground.train, catalog, spec.size, rng)  # the held-out part stays out
     return pop.personas, (pop.history if spec.seed_history else None)
 
 
@@ -178,6 +196,7 @@ def build_parts(scenario: Scenario, run_id: str = "run", run_dir: Path | None = 
     loop = LoopRunner()
     catalog = build_catalog(scenario)
     personas, history = build_population(scenario, catalog, streams)
+    ground = grounding(scenario)
     llm = build_llm(scenario, run_dir, run_id, streams)
     # Content-based ranking needs item text embeddings: load the packaged MiniLM only then.
     embedder = make_embedder("minilm") if scenario.recommender.name == "content" else None
@@ -192,4 +211,6 @@ def build_parts(scenario: Scenario, run_id: str = "run", run_dir: Path | None = 
         policy_for=policy_factory(scenario, llm, llm_ids, voice_ids), streams=streams, loop=loop,
         llm=llm, embedder=embedder, memory=build_memory(scenario, catalog, run_dir, run_id),
         stages=[*build_social(scenario, catalog, personas, streams, run_dir), *build_stages(scenario)],
+        crowd=ground.crowd if ground is not None and ground.catalog is catalog else None,
+        taste=ground.taste if ground is not None and ground.catalog is catalog else None,
     )

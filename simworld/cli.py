@@ -249,6 +249,42 @@ def eval_recommenders(data: Path = typer.Option(..., "--data", help="a MovieLens
     _print_frame(f"offline evaluation on {data.name} (temporal split, last 20% of each user)", table, "{:.4f}")
 
 
+@eval_app.command("fidelity")
+def eval_fidelity(scenario: Path = typer.Argument(..., help="a scenario with a MovieLens-grounded population"),
+                  policy: Optional[list[str]] = typer.Option(None, "--policy", help="rule, hybrid or llm (repeat "
+                                                             "for several; default: rule and the scenario's own)"),
+                  users: Optional[int] = typer.Option(None, "--users", min=1, help="population size (default: the scenario's)"),
+                  trials: int = typer.Option(3, "--trials", min=1, help="1:m trials per user"),
+                  rounds: Optional[int] = typer.Option(None, "--rounds", min=0, help="rounds of the run for "
+                                                       "distributional realism (0: no run; default: the scenario's)"),
+                  out: Optional[Path] = typer.Option(None, "--out", help="folder for fidelity.json, report.html and "
+                                                     "the run (default: runs/fidelity-NAME)")) -> None:
+    """How real the simulated users are: preference alignment (1:1, 1:3, 1:9), rating error and
+    distributional realism against the held-out part of the MovieLens users they are built from."""
+    from simworld.config import load_scenario
+    from simworld.fidelity import run_fidelity
+
+    try:
+        spec = load_scenario(scenario)
+        folder = out or Path("runs") / f"fidelity-{spec.name}"
+        with console.status("judging the held-out trials ..."):
+            result = run_fidelity(spec, policy or None, users=users, trials_per_user=trials, rounds=rounds,
+                                  out_dir=folder)
+    except SimworldError as exc:
+        _fail(exc)
+    _print_frame(f"preference alignment ({result.users} users, accuracy and F1 per 1:m)",
+                 result.alignment_table().select("policy", *[c for c in result.alignment_table().columns
+                                                             if c.startswith(("accu", "f1"))]), "{:.3f}")
+    _print_frame("rating prediction on held-out ratings", result.ratings_table(), "{:.3f}")
+    if result.realism:
+        r = result.realism
+        console.print(f"realism: activity Gini {r['activity']['gini_sim']:.3f} (real {r['activity']['gini_real']:.3f}, "
+                      f"KS {r['activity']['ks']:.3f}); top-20% share {r['long_tail']['top20_share_sim']:.3f} "
+                      f"(real {r['long_tail']['top20_share_real']:.3f}); genre TVD {r['genres']['tvd']:.3f}; "
+                      f"rating TVD {r['ratings']['tvd']:.3f}", highlight=False)
+    console.print(f"report: {folder / 'report.html'}")
+
+
 def _print_frame(title: str, frame, number_format: str) -> None:
     """A polars frame as a rich table: the first column is the label, numbers right-aligned."""
     grid = Table(title=title)

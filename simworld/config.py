@@ -57,6 +57,10 @@ class PopulationSpec(Section):
     path: str | None = Field(None, description="movielens: the MovieLens folder (defaults to catalog.path)")
     seed_history: bool = Field(
         True, description="movielens: give each agent its user's past ratings (recommender warm start)")
+    holdout: float = Field(
+        0.2, ge=0, lt=1, description="movielens: each user's last share of ratings in time, held out of the "
+        "personas, warm-start history, crowd ratings, catalogue filter and taste model (read only by "
+        "`simworld eval fidelity`); 0 uses every rating")
 
 
 class ActivitySpec(Section):
@@ -135,6 +139,10 @@ class RulePolicySpec(Section):
     rating_center: float = Field(0.35, ge=-100, le=100, description="taste match that gives a middling rating")
     rating_slope: float = Field(5.0, gt=0, le=LOG_ODDS)
     taste_drift: float = Field(0.05, ge=0, le=1, description="how far one watch moves the taste vector")
+    affinity_weight: float = Field(1.0, ge=0, le=1, description="MovieLens-grounded users: share of the "
+                                   "collaborative affinity (simworld/taste.py) in the taste match; the rest is genres")
+    page_contrast: float = Field(0.0, ge=0, le=LOG_ODDS, description="log-odds lost per unit of utility below "
+                                 "the best film on the page (0: films are judged one by one)")
 
 
 class PolicySpec(Section):

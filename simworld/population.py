@@ -42,6 +42,7 @@ class Persona:
     rating_noise: float = 0.5  # spread of their ratings around their utility
     source: str = "synthetic"
     notes: str = ""  # free text a researcher adds (viewer persona edits land here)
+    taste_summary: str = ""  # grounded users: what their training history says they love and dislike
 
     def top_genres(self, n: int = 3) -> list[str]:
         return [g for g, _ in sorted(self.genre_taste.items(), key=lambda kv: (-kv[1], kv[0]))[:n] if _ > 0]
@@ -52,7 +53,7 @@ class Persona:
         text = (f"{self.name}, {self.age}, {self.occupation}; {traits}. Likes {likes}. "
                 f"{'Explores widely' if self.diversity > 0.6 else 'Sticks to favourites' if self.diversity < 0.3 else 'Sometimes tries new things'}; "
                 f"{'follows the crowd' if self.conformity > 0.6 else 'trusts own judgement' if self.conformity < 0.3 else 'listens to others a little'}.")
-        return f"{text} {self.notes}".strip()
+        return f"{text} {self.taste_summary} {self.notes}".strip().replace("  ", " ")
 
     def taste_vector(self, genres: Sequence[str]) -> np.ndarray:
         v = np.array([self.genre_taste.get(g, 0.0) for g in genres], dtype=np.float64)
@@ -126,6 +127,8 @@ def movielens_personas(ratings: pl.DataFrame, catalog: Catalog, n: int, rng: np.
         agent_id = first_id + i
         mapping[agent_id] = user
         hist = by_user[(user,)]
+        if "timestamp" in hist.columns:  # oldest first: the taste model weighs recent films more
+            hist = hist.sort("timestamp", "item_id")
         rows = catalog.rows(hist["item_id"].to_list())
         liked = hist["rating"].to_numpy() >= 4.0
         basis = gm[rows[liked]] if liked.any() else gm[rows]
@@ -147,8 +150,19 @@ def movielens_personas(ratings: pl.DataFrame, catalog: Catalog, n: int, rng: np.
             rating_bias=float(np.clip(s["bias"], -1.5, 1.5)),
             rating_noise=float(np.clip(s["noise"] or 0.5, 0.2, 1.2)),
             source=f"movielens:{user}",
+            taste_summary=taste_summary(hist, catalog),
         ))
         parts.append(hist.select(pl.lit(agent_id, dtype=pl.Int64).alias("user_id"),
                                  pl.col("item_id").cast(pl.Int64), pl.col("rating").cast(pl.Float64),
                                  pl.lit(-1, dtype=pl.Int64).alias("round")))
     return MovieLensPopulation(people, pl.concat(parts), mapping)
+
+
+def taste_summary(history: pl.DataFrame, catalog: Catalog, n: int = 3) -> str:
+    """A template's one-line summary of a rating history (item_id, rating; oldest first): the
+    best-rated and worst-rated films, the latest first among equals."""
+    rows = list(enumerate(zip(history["item_id"].to_list(), history["rating"].to_list())))
+    loved = [catalog.get(i).title for _, (i, r) in sorted(rows, key=lambda x: (-x[1][1], -x[0])) if r >= 4][:n]
+    hated = [catalog.get(i).title for _, (i, r) in sorted(rows, key=lambda x: (x[1][1], -x[0])) if r <= 2][:2]
+    parts = [f"Loved {', '.join(loved)}." if loved else "", f"Disliked {', '.join(hated)}." if hated else ""]
+    return " ".join(p for p in parts if p)

@@ -73,6 +73,11 @@ class SimWorld(mesa.Model):
         n = len(self.catalog)
         self.rating_sum = np.zeros(n)
         self.rating_count = np.zeros(n, dtype=np.int64)
+        if parts.crowd is not None:  # the data set's training-period ratings (grounded populations)
+            rows = self.catalog.rows(parts.crowd["item_id"].to_list())
+            self.rating_sum[rows] = parts.crowd["total"].to_numpy()
+            self.rating_count[rows] = parts.crowd["n"].to_numpy()
+        self.taste = parts.taste
         self.pending: list[pl.DataFrame] = []  # feedback not yet given to the recommender
         self.injected: dict[int, list[str]] = {}  # agent id -> texts injected for the next round
         self.promoted: dict[int, list[int]] = {}  # agent id -> item ids pinned atop the next page (ads)
@@ -155,6 +160,7 @@ class SimWorld(mesa.Model):
             rng=self.streams.generator("agent", round_no, agent.agent_id),
             memories=memories if memories is not None else tuple(state.recent),
             extra={"injected": tuple(self.injected.get(agent.agent_id, ()))},
+            user_taste=self.taste.view(state.watched) if self.taste is not None else None,
         )
 
     def gather(self, coroutines: list) -> list:
