@@ -186,7 +186,10 @@ def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")) ->
 @app.command()
 def compare(paths: list[Path] = typer.Argument(..., help="two or more scenario files (run) or run folders (read)"),
             out: Path = typer.Option(Path("runs/compare"), "--out", help="folder for the runs and report.html"),
-            rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="override the number of rounds")) -> None:
+            rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="override the number of rounds"),
+            seeds: int = typer.Option(1, "--seeds", min=1, help="run each arm over N seeds (paired) and report "
+                                      "means with 95% intervals and paired tests"),
+            window: int = typer.Option(1, "--window", min=1, help="with --seeds: compare the mean of the last N rounds")) -> None:
     """A/B: run the variants and write one HTML report of their metrics over rounds."""
     from simworld.compare import compare as run_compare
 
@@ -194,6 +197,16 @@ def compare(paths: list[Path] = typer.Argument(..., help="two or more scenario f
         for path in paths:
             if not path.exists():
                 raise SimworldError(f"{path}: no such scenario file or run folder")
+        if seeds > 1:
+            from simworld.study import study
+
+            report, table = study(paths, seeds, out, rounds, window,
+                                  on_start=lambda p: console.print(f"running {p} ..."))
+            _print_frame(f"difference from the first arm over {seeds} paired seeds (95% interval, paired t-test)",
+                         table.select("metric", "arm", "baseline_mean", "arm_mean", "difference", "low", "high", "p"),
+                         "{:.4g}")
+            console.print(f"report: {report}")
+            return
         report, table = run_compare(paths, out, rounds, on_start=lambda p: console.print(f"running {p} ..."))
     except SimworldError as exc:
         _fail(exc)
