@@ -100,6 +100,21 @@ def catalog_for(run_dir: Path) -> Any:
         return None
 
 
+def round_slider(rounds: list[int], key: str, label: str) -> int:
+    """A slider over the rounds that follows the newest one as rounds arrive, unless the
+    researcher pulled it back to look at an earlier round."""
+    last = rounds[-1]
+    prev = st.session_state.get(f"_{key}_last")
+    current = st.session_state.get(key)
+    if current not in rounds or (prev is not None and current >= prev):
+        st.session_state[key] = last
+    st.session_state[f"_{key}_last"] = last
+    if len(rounds) == 1:
+        st.caption(f"Round {last}")
+        return last
+    return st.select_slider(label, options=rounds, key=key)
+
+
 # -- charts ---------------------------------------------------------------------------------------
 
 def style(fig: go.Figure, *, height: int = 260, title: str | None = None, legend: bool = False) -> go.Figure:

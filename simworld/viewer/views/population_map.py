@@ -12,27 +12,13 @@ import streamlit as st
 
 from simworld.viewer.data import spread_by_round, taste_map
 from simworld.viewer.registry import View
-from simworld.viewer.ui import PALETTE, ViewContext, plot, style
+from simworld.viewer.ui import PALETTE, ViewContext, plot, round_slider, style
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _mapped(path: str, key: tuple, _agents: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
     mapped, ratio = taste_map(_agents)
     return mapped, ratio, spread_by_round(mapped)
-
-
-def _round_slider(rounds: list[int]) -> int:
-    key = "map_round"
-    last = rounds[-1]
-    prev = st.session_state.get("_map_last_round")
-    current = st.session_state.get(key)
-    if current not in rounds or (prev is not None and current >= prev):
-        st.session_state[key] = last  # follow the newest round unless the researcher went back
-    st.session_state["_map_last_round"] = last
-    if len(rounds) == 1:
-        st.caption(f"Round {last}")
-        return last
-    return st.select_slider("Round (0 = before the first round)", options=rounds, key=key)
 
 
 def render(ctx: ViewContext) -> None:
@@ -47,7 +33,7 @@ def render(ctx: ViewContext) -> None:
 
     left, right = st.columns([3, 2])
     with left:
-        chosen = _round_slider(rounds)
+        chosen = round_slider(rounds, "map_round", "Round (0 = before the first round)")
         part = mapped.filter(pl.col("round") == chosen)
         if ctx.names:
             part = part.with_columns(pl.col("agent_id").replace_strict(ctx.names, default="", return_dtype=pl.String)

@@ -17,7 +17,7 @@ import streamlit as st
 from simworld.social import files
 from simworld.viewer import social_data
 from simworld.viewer.registry import View
-from simworld.viewer.ui import PALETTE, ViewContext, plot, style
+from simworld.viewer.ui import PALETTE, ViewContext, plot, round_slider, style
 
 SOURCES = {"recommended_share": ("recommended", "#4C78A8"), "search_share": ("search", "#BAB0AC"),
            "friend_share": ("a friend's chat", "#F58518"), "feed_share": ("a post in the feed", "#54A24B")}
@@ -57,20 +57,6 @@ def _community_names(ctx: ViewContext, communities: dict[int, int], round_no: in
         shown = top[:3] if twins else top[:2]  # "Drama & Comedy" twice: the third genre tells them apart
         out[c] = " & ".join(shown) or f"community {c + 1}"
     return out
-
-
-def _round_slider(rounds: list[int]) -> int:
-    key = "social_round"
-    last = rounds[-1]
-    prev = st.session_state.get("_social_last_round")
-    current = st.session_state.get(key)
-    if current not in rounds or (prev is not None and current >= prev):
-        st.session_state[key] = last  # follow the newest round unless the researcher went back
-    st.session_state["_social_last_round"] = last
-    if len(rounds) == 1:
-        st.caption(f"Round {last}")
-        return last
-    return st.select_slider("Round (0 = the starting graph)", options=rounds, key=key)
 
 
 def _network(ctx: ViewContext, round_no: int) -> None:
@@ -244,7 +230,7 @@ def render(ctx: ViewContext) -> None:
     rounds = sorted({0, *(rounds_frame["round"].to_list() if rounds_frame.height else [])})
     left, right = st.columns([3, 2])
     with left:
-        _network(ctx, _round_slider(rounds))
+        _network(ctx, round_slider(rounds, "social_round", "Round (0 = the starting graph)"))
     with right:
         _figures(ctx)
     st.subheader("Cascades of the top films")
