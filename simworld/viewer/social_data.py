@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 import polars as pl
 
-SOCIAL_ROWS = ("chat", "post", "repost", "like", "follow", "unfollow")
+from simworld.events import SOCIAL_ACTIONS
 
 
 def edges_at(start: pl.DataFrame, events: pl.DataFrame, round_no: int) -> set[tuple[int, int]]:
@@ -47,8 +47,9 @@ def layout(agent_ids: list[int], edges: set[tuple[int, int]], seed: int = 0) -> 
 
 
 def activity(events: pl.DataFrame, round_no: int) -> dict[int, int]:
-    """Per agent, what it did up to `round_no`: watches, chat messages, posts, reposts, likes."""
-    done = events.filter(pl.col("action").is_in(["watch", *SOCIAL_ROWS]) & (pl.col("round") <= round_no))
+    """Per agent, what it did up to `round_no`: watches and social actions (messages, posts,
+    reposts, likes, feed visits, follows)."""
+    done = events.filter(pl.col("action").is_in(["watch", *SOCIAL_ACTIONS]) & (pl.col("round") <= round_no))
     return dict(done.group_by("agent_id").len().iter_rows())
 
 
