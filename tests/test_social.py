@@ -313,7 +313,8 @@ def test_tree_stats():
     posts = pl.DataFrame({"post_id": [1, 2, 3, 4, 5], "item_id": [9, 9, 9, 8, 9],
                           "parent_id": [None, 1, 1, None, None]})
     per_item = item_cascades(posts)
-    assert per_item[9]["cascades"] == 2 and per_item[9]["reposts"] == 2 and per_item[9]["size"] == 3
+    assert per_item[9]["cascades"] == 2 and per_item[9]["reposts"] == 2 and per_item[9]["posts"] == 4
+    assert per_item[9]["size"] == 3 and per_item[9]["depth"] == 1 and per_item[9]["max_breadth"] == 2
     assert per_item[8]["size"] == 1
 
 

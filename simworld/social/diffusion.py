@@ -11,8 +11,9 @@ reposted, itself perhaps a repost). Per cascade:
   W = sum over edges of s(n - s) and s is the size of the subtree below the edge (a lone
   post: 0; a chain of 4: 10/6; a star of 4: 9/6).
 
-Per item, `item_cascades` reports its number of cascades, all its posts, and depth, breadth
-and virality of its largest cascade (ties: the earlier one).
+Per item, `item_cascades` reports its number of cascades (original posts), all its posts
+(originals and reposts), its reposts, and the size, depth, breadth and virality of its
+largest cascade (ties: the earlier one).
 
 Homophily: the attribute assortativity of taste communities over friendships (Newman's r:
 1 = friends always share a community, 0 = no more than chance), and the mean taste cosine of
@@ -101,7 +102,7 @@ def item_cascades(posts: pl.DataFrame) -> dict[int, dict[str, float]]:
         entry = out.setdefault(item, {"cascades": 0, "posts": 0, "reposts": 0, "size": 0, "depth": 0,
                                       "max_breadth": 0, "structural_virality": 0.0})
         entry["cascades"] += 1
-        entry["posts"] += 1
+        entry["posts"] += stats["size"]
         entry["reposts"] += stats["size"] - 1
         if stats["size"] > entry["size"]:
             entry.update({k: stats[k] for k in ("size", "depth", "max_breadth", "structural_virality")})

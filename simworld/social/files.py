@@ -4,8 +4,9 @@
                          follows, unfollows, mentions, follow edges, friendships, posts in feeds,
                          homophily (community assortativity of friendships), taste similarity
                          of friends and of everyone
-    cascades.parquet     per round and item touched that round (cumulative figures): cascades,
-                         posts, reposts, likes, and the largest cascade's size, depth, max
+    cascades.parquet     per round and item touched that round (cumulative figures): cascades
+                         (original posts), posts (with reposts), reposts, likes, and the
+                         largest cascade's size, depth, max
                          breadth and structural virality; watches after a chat / a post
     graph.parquet        the graph at the start: source follows target, tie strength, relation
     communities.parquet  per round (0 = the start) and agent: its taste community
