@@ -101,13 +101,16 @@ class RulePolicy:
         return match + social + novelty
 
     def watch_probability(self, obs: Observation, item: Item, pages_seen: int) -> float:
+        return sigmoid(self.watch_log_odds(obs, item, pages_seen))
+
+    def watch_log_odds(self, obs: Observation, item: Item, pages_seen: int) -> float:
         s = self.spec
         repeat = item.item_id in obs.watched
         x = s.watch_slope * (self.utility(obs, item) - s.watch_threshold) - s.page_fatigue * pages_seen
         heard = obs.extra.get("heard")
         if heard:
             x += heard.get(item.item_id, 0.0)  # a friend's word
-        return sigmoid(x - s.repeat_penalty * repeat)
+        return x - s.repeat_penalty * repeat
 
     def expected_rating(self, obs: Observation, item: Item) -> float:
         """The rating before noise and rounding (what `simworld eval fidelity` scores by RMSE);
@@ -134,9 +137,11 @@ class RulePolicy:
         top = max((self.utility(obs, item) for item in page), default=0.0) if s.page_contrast else 0.0
         for item in page:
             best = max(best, self.utility(obs, item))
-            p = self.watch_probability(obs, item, pages_seen)
             if s.page_contrast:  # films are compared with the page's best, not only judged alone
-                p = sigmoid(math.log(p / (1.0 - p)) - s.page_contrast * (top - self.utility(obs, item))) if 0 < p < 1 else p
+                x = self.watch_log_odds(obs, item, pages_seen) - s.page_contrast * (top - self.utility(obs, item))
+                p = sigmoid(x)
+            else:
+                p = self.watch_probability(obs, item, pages_seen)
             if len(watches) < s.max_watches_per_page and rng.random() < p:
                 rating = self.rating(obs, item)
                 watches.append(Watch(item_id=item.item_id, rating=rating, feeling=self.feeling(obs, item, rating)))

@@ -262,6 +262,37 @@ def eval_recommenders(data: Path = typer.Option(..., "--data", help="a MovieLens
     _print_frame(f"offline evaluation on {data.name} (temporal split, last 20% of each user)", table, "{:.4f}")
 
 
+@app.command()
+def calibrate(scenario: Path = typer.Argument(..., help="a scenario with a MovieLens-grounded population"),
+              out: Optional[Path] = typer.Option(None, "--out", help="the calibrated scenario file (default: "
+                                                 "SCENARIO-calibrated.yaml beside it)"),
+              users: Optional[int] = typer.Option(None, "--users", min=1, help="population size to fit and score on"),
+              no_compare: bool = typer.Option(False, "--no-compare", help="skip the fidelity figures before and after"),
+              objective: str = typer.Option("accuracy", "--objective", help="accuracy (expected balanced accuracy "
+                                            "of the model's choices) or likelihood (maximum likelihood)")) -> None:
+    """Fit the choice model's and activity model's constants to the training data (maximum
+    likelihood) and write them as a scenario you can run, with fidelity before and after."""
+    from simworld.calibrate import calibrate as run_calibrate
+
+    try:
+        with console.status("fitting on the training part ..."):
+            if objective not in ("accuracy", "likelihood"):
+                raise SimworldError(f"--objective must be accuracy or likelihood, got {objective!r}")
+            result = run_calibrate(scenario, out, users, compare=not no_compare, objective=objective)
+    except SimworldError as exc:
+        _fail(exc)
+    c = result.choice
+    console.print(f"choice model: watch_threshold {c.watch_threshold:g}, watch_slope {c.watch_slope:g}, page_contrast "
+                  f"{c.page_contrast:g} (log-likelihood {c.log_likelihood:.1f} on {c.pages} validation pages); "
+                  f"activity: pareto_alpha {result.pareto_alpha:g}", highlight=False)
+    if result.before:
+        import polars as pl
+
+        frame = pl.DataFrame([{"measure": k, "before": result.before[k], "after": result.after[k]} for k in result.before])
+        _print_frame("fidelity on the held-out part, before and after", frame, "{:.3f}")
+    console.print(f"calibrated scenario: {result.scenario_path}")
+
+
 @eval_app.command("fidelity")
 def eval_fidelity(scenario: Path = typer.Argument(..., help="a scenario with a MovieLens-grounded population"),
                   policy: Optional[list[str]] = typer.Option(None, "--policy", help="rule, hybrid or llm (repeat "
