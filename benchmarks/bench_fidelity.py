@@ -89,5 +89,37 @@ def table() -> None:
     print(f"{time.perf_counter() - started:.0f} s")
 
 
+def svg() -> None:
+    """docs/fidelity-accuracy.svg (the README's chart) from a fidelity.json: accuracy per 1:m."""
+    import json
+
+    report = json.loads(Path(sys.argv[2]).read_text())
+    rows = [r for r in report["alignment"]]
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    colors = ["#9aa5b1", "#F58518", "#4C78A8", "#54A24B", "#E45756"]
+    width, height, left, bottom = 560, 300, 50, 40
+    group = (width - left - 20) / 3
+    bar = group / (len(policies) + 1)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+           'font-size="12">', f'<text x="{left}" y="18" font-size="14">Liked film picked from 1 liked + m never '
+           f'rated (accuracy, {report["users"]} MovieLens users)</text>']
+    scale = (height - bottom - 40) / 1.0
+    for k, m in enumerate((1, 3, 9)):
+        x0 = left + k * group
+        out.append(f'<text x="{x0 + group / 2 - 10}" y="{height - 15}">1:{m}</text>')
+        for j, policy in enumerate(policies):
+            value = next(r["accuracy"] for r in rows if r["policy"] == policy and r["m"] == m)
+            h = value * scale
+            x = x0 + (j + 0.5) * bar
+            out.append(f'<rect x="{x:.1f}" y="{height - bottom - h:.1f}" width="{bar * 0.9:.1f}" height="{h:.1f}" '
+                       f'fill="{colors[j % len(colors)]}"/>')
+            out.append(f'<text x="{x:.1f}" y="{height - bottom - h - 3:.1f}" font-size="10">{value:.2f}</text>')
+    for j, policy in enumerate(policies):
+        out.append(f'<rect x="{left + j * 110}" y="28" width="10" height="10" fill="{colors[j % len(colors)]}"/>'
+                   f'<text x="{left + j * 110 + 14}" y="37">{policy}</text>')
+    out.append(f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="#333"/>')
+    (ROOT / "docs" / "fidelity-accuracy.svg").write_text("\n".join(out) + "\n</svg>\n")
+
+
 if __name__ == "__main__":
-    {"tune": tune, "table": table}[sys.argv[1] if len(sys.argv) > 1 else "table"]()
+    {"tune": tune, "table": table, "svg": svg}[sys.argv[1] if len(sys.argv) > 1 else "table"]()
