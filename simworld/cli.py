@@ -293,6 +293,24 @@ def calibrate(scenario: Path = typer.Argument(..., help="a scenario with a Movie
     console.print(f"calibrated scenario: {result.scenario_path}")
 
 
+@eval_app.command("text")
+def eval_text(run_dir: Path = typer.Argument(..., help="a run folder")) -> None:
+    """Text realism of a run: feelings' sentiment against their ratings, repetition across agents
+    (distinct-n, lines shared word for word), length and numeric junk ("2.5 star")."""
+    import polars as pl
+
+    from simworld.text_realism import score_run
+
+    try:
+        scores = score_run(run_dir)
+    except SimworldError as exc:
+        _fail(exc)
+    keys = [k for k in scores["feelings"] if k != "lines"] if scores["feelings"]["lines"] else []
+    rows = [{"measure": k, **{part: (scores[part].get(k) if scores[part].get(k) is not None else float("nan"))
+                              for part in scores}} for k in ["lines", *keys]]
+    _print_frame(f"text realism of {run_dir.name}", pl.DataFrame(rows), "{:.3f}")
+
+
 @eval_app.command("fidelity")
 def eval_fidelity(scenario: Path = typer.Argument(..., help="a scenario with a MovieLens-grounded population"),
                   policy: Optional[list[str]] = typer.Option(None, "--policy", help="rule, hybrid or llm (repeat "

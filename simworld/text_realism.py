@@ -1,0 +1,112 @@
+"""Text realism: do the lines simulated users write read like people's (issue 13 §4)?
+
+Three checks over a run's texts (watch feelings with their ratings; posts and chat lines):
+
+* **consistency**: a line's sentiment against its rating. Sentiment is a small lexicon score
+  in [-1, 1] (positive minus negative words over both, with "not"/"n't" flipping the next
+  word); a line agrees when a rating >= 4 reads positive or one <= 2 reads negative, and
+  contradicts when it reads the other way. Lines that read neutral are not counted.
+* **repetition across agents**: distinct-1 and distinct-2 (unique n-grams over all n-grams),
+  and the share of lines that another agent wrote word for word.
+* **length and junk**: mean words, the share of lines under three words, and of lines that
+  talk in numbers or stars ("2.5 star", "1.5 stars") instead of feelings.
+
+`line_flags(text, rating)` says what is wrong with one line; `score_texts` and `score_run`
+give the figures for many.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+POSITIVE = frozenset("""loved love lovely great best brilliant wonderful gripping gripped enjoyed enjoy fun funny
+beautiful amazing excellent fantastic favourite favorite happily happy moving perfect superb good fine decent
+pleasant charming delightful masterpiece recommend classic stunning touching clever solid better nice""".split())
+NEGATIVE = frozenset("""boring bored disappointing disappointed dull slow bad worst awful terrible regret waste
+hated hate predictable drifted weak poor mess tedious annoying forgettable silly stupid long confusing
+overrated meh""".split())
+NEGATORS = frozenset({"not", "no", "never", "didn't", "don't", "wasn't", "isn't", "nothing", "hardly"})
+_WORD = re.compile(r"[a-z']+")
+_NUMERIC = re.compile(r"\d+(\.\d+)?\s*(/\s*\d+\s*)?(stars?|out of)|\d\.\d|\bstars?\b", re.IGNORECASE)
+
+
+def sentiment(text: str) -> float:
+    words = _WORD.findall(text.lower())
+    pos = neg = 0
+    flip = False
+    for word in words:
+        if word in NEGATORS or word.endswith("n't"):
+            flip = True
+            continue
+        if word in POSITIVE:
+            pos, neg = (pos, neg + 1) if flip else (pos + 1, neg)
+        elif word in NEGATIVE:
+            pos, neg = (pos + 1, neg) if flip else (pos, neg + 1)
+        flip = False
+    return (pos - neg) / (pos + neg) if pos + neg else 0.0
+
+
+def line_flags(text: str, rating: float | None = None) -> set[str]:
+    """What reads wrong in one line: short, numeric (talks in stars/numbers), contradicts (its rating)."""
+    flags = set()
+    if len(_WORD.findall(text.lower())) < 3:
+        flags.add("short")
+    if _NUMERIC.search(text):
+        flags.add("numeric")
+    if rating is not None:
+        s = sentiment(text)
+        if (rating >= 4 and s < 0) or (rating <= 2 and s > 0):
+            flags.add("contradicts")
+    return flags
+
+
+def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def score_texts(lines: Sequence[tuple[int, str, float | None]]) -> dict[str, Any]:
+    """Figures over (agent_id, text, rating or None) lines."""
+    lines = [(a, t.strip(), r) for a, t, r in lines if t and t.strip()]
+    if not lines:
+        return {"lines": 0}
+    words = [_WORD.findall(t.lower()) for _, t, _ in lines]
+    uni = [g for w in words for g in _ngrams(w, 1)]
+    bi = [g for w in words for g in _ngrams(w, 2)]
+    authors: dict[str, set[int]] = {}
+    for agent, text, _ in lines:
+        authors.setdefault(text.lower(), set()).add(agent)
+    shared = sum(1 for _, t, _ in lines if len(authors[t.lower()]) > 1)
+    agree = contradict = 0
+    for _, text, rating in lines:
+        if rating is None:
+            continue
+        s = sentiment(text)
+        if s == 0 or 2 < rating < 4:
+            continue
+        good = (rating >= 4 and s > 0) or (rating <= 2 and s < 0)
+        agree += good
+        contradict += not good
+    flags = Counter(f for _, t, r in lines for f in line_flags(t, r))
+    n = len(lines)
+    return {"lines": n, "distinct_1": len(set(uni)) / max(len(uni), 1), "distinct_2": len(set(bi)) / max(len(bi), 1),
+            "shared_across_agents": shared / n, "mean_words": sum(map(len, words)) / n,
+            "short": flags["short"] / n, "numeric": flags["numeric"] / n,
+            "consistency": agree / (agree + contradict) if agree + contradict else None,
+            "contradicts": flags["contradicts"] / n}
+
+
+def score_run(run_dir: Path) -> dict[str, Any]:
+    """Text realism of a run folder: watch feelings (with ratings), and every other text row."""
+    import polars as pl
+
+    from simworld.recorder import read_events
+
+    events = read_events(Path(run_dir)).filter(pl.col("text").is_not_null() & (pl.col("text") != ""))
+    watches = events.filter(pl.col("action") == "watch")
+    other = events.filter(pl.col("action").is_in(["post", "repost", "chat", "chat_line", "say"]))
+    return {"feelings": score_texts(watches.select("agent_id", "text", "rating").rows()),
+            "posts_and_chats": score_texts([(a, t, None) for a, t in other.select("agent_id", "text").rows()])}
