@@ -6,12 +6,11 @@ import asyncio
 import math
 
 import numpy as np
-import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simworld.agents.actions import BrowseAction, IdleAction, SearchAction, watches_of
+from simworld.agents.actions import BrowseAction, SearchAction, watches_of
 from simworld.agents.observation import Observation
 from simworld.agents.rule_policy import RulePolicy
 from simworld.catalog import load_bundled_catalog
