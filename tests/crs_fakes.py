@@ -13,7 +13,7 @@ from simworld.llm import LLMResponse, LLMUsage, validate_output
 class ScriptedLLM:
     """Answers like a small but sensible model: the LLM CRS recommends the first candidate once the
     user has said anything with a genre word in it, else asks; a seeker's message is a fixed
-    sentence (with `plant` appended, to plant a leak); a judgement is 1. Counts calls by purpose."""
+    sentence (after `plant`, to plant a leak); a judgement is 1. Counts calls by purpose."""
 
     def __init__(self, plant: str = ""):
         self.plant = plant
@@ -32,7 +32,7 @@ class ScriptedLLM:
         elif request.purpose == "crs_judge":
             text = json.dumps({"score": 1})
         else:
-            text = f"I would like something good tonight. {self.plant}".strip()
+            text = f"{self.plant} I would like something good tonight.".strip()
         parsed = validate_output(request, text) if request.response_model is not None else None
         return LLMResponse(text=text, parsed=parsed, usage=LLMUsage(model="scripted"))
 

@@ -146,7 +146,8 @@ def test_cli_generate_and_export_every_format(tmp_path):
 
 
 def test_cli_user_errors_exit_2_with_one_message(tmp_path):
-    bad = write_scenario(tmp_path, "crs: {kind: retrieval}\ndialogues: 0\nseeker: {knobs: {patience: 99}}\n", "bad.yaml")
+    bad = write_scenario(tmp_path, "crs: {kind: retrieval}\ndialogues: 0\nseeker: {knobs: {patience: 99}}\n",
+                         "bad.yaml")
     result = cli("crs", "generate", str(bad), "--out", str(tmp_path / "runs"))
     assert result.exit_code == 2
     assert "dialogues: must be > 0, got 0" in result.stderr and "seeker.knobs.patience" in result.stderr
@@ -279,8 +280,9 @@ def test_llm_seekers_and_the_llm_crs_through_a_real_server_are_cached_for_replay
     assert ledger.height == calls and set(ledger["purpose"]) == {"crs_seeker", "crs_judge", "crs_recommender"}
     assert set(ledger["round"]) == {1, 2}  # one ledger round per committed batch
     dialogues = read_dialogues(first)
-    assert {d.seeker_model for d in dialogues} == {"openai/test-model"} and dialogues[0].crs_model == "openai/test-model"
-    assert {t.voice for d in dialogues for t in d.seeker_turns} <= {"llm", "template-fallback"}
+    assert {d.seeker_model for d in dialogues} == {"openai/test-model"}
+    assert dialogues[0].crs_model == "openai/test-model"
+    assert {t.voice for d in dialogues for t in d.seeker_turns} <= {"llm", "llm+template", "template-fallback"}
     assert {d.persuasiveness_source for d in dialogues} == {"llm"}
     assert all(t.recommended for d in dialogues for t in d.recommender_turns)
     second = generate(write_scenario(tmp_path, text), out_dir=tmp_path / "runs", run_id="b")
@@ -316,7 +318,8 @@ def test_the_embedded_model_missing_is_one_clear_error(tmp_path, monkeypatch, pa
     import simworld.llm as llm
 
     monkeypatch.setattr(llm, "embedded_available", lambda name="smollm2": False)
-    text = "crs: {kind: retrieval}\nseeker: {kind: llm}\n" if part == "seeker" else "crs: {kind: llm, embedder: hashing}\n"
+    text = ("crs: {kind: retrieval}\nseeker: {kind: llm}\n" if part == "seeker"
+            else "crs: {kind: llm, embedder: hashing}\n")
     result = cli("crs", "generate", str(write_scenario(tmp_path, text)), "--out", str(tmp_path / "runs"),
                  "--run-id", "e")
     assert result.exit_code == 2 and "embedded offline model" in result.stderr

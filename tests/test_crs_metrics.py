@@ -56,11 +56,11 @@ def test_lexical_profile_of_one_speaker():
 
 def dialogue(rankings, targets=(5, 9), end="accepted", accepted=5) -> Dialogue:
     turns = [Turn(0, "seeker", "hi")]
-    for n, ranking in enumerate(rankings):
+    for ranking in rankings:
         turns.append(Turn(len(turns), "recommender", f"@{ranking[0]}", recommended=ranking[:1], ranking=ranking))
         turns.append(Turn(len(turns), "seeker", "ok"))
-    return Dialogue("1", 0, 1, tuple(turns), end, targets=targets, accepted_item=accepted if end == "accepted" else None,
-                    persuasiveness=1.5, knobs={"patience": 4.0})
+    return Dialogue("1", 0, 1, tuple(turns), end, targets=targets,
+                    accepted_item=accepted if end == "accepted" else None, persuasiveness=1.5, knobs={"patience": 4.0})
 
 
 def test_recall_over_the_rankings_of_a_dialogue():

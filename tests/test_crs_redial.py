@@ -17,11 +17,14 @@ from tests.helpers import write_scenario
 # The quirks of the real file: string ids, `[]` for question maps, double spaces and a missing
 # year in titles, non-ASCII text written as \u escapes, a seeker sending two messages in a row.
 QUIRKY = [
-    {"movieMentions": {"111776": "Super Troopers (2001)", "151656": "Police Academy  (1984)", "192131": "American Pie "},
+    {"movieMentions": {"111776": "Super Troopers (2001)", "151656": "Police Academy  (1984)",
+                       "192131": "American Pie "},
      "respondentQuestions": [], "messages": [
-         {"timeOffset": 0, "text": "Hi I am looking for a movie like @111776", "senderWorkerId": 956, "messageId": 204171},
+         {"timeOffset": 0, "text": "Hi I am looking for a movie like @111776", "senderWorkerId": 956,
+          "messageId": 204171},
          {"timeOffset": 48, "text": "You should watch @151656", "senderWorkerId": 957, "messageId": 204172},
-         {"timeOffset": 90, "text": "Is that a great one? I have seen @192131", "senderWorkerId": 956, "messageId": 204173},
+         {"timeOffset": 90, "text": "Is that a great one? I have seen @192131", "senderWorkerId": 956,
+          "messageId": 204173},
          {"timeOffset": 91, "text": "caf\u00e9 na\u00efve \u2014 thanks!", "senderWorkerId": 956, "messageId": 204174}],
      "conversationId": "20001", "respondentWorkerId": 957, "initiatorWorkerId": 956,
      "initiatorQuestions": {"111776": {"suggested": 0, "seen": 1, "liked": 1},
@@ -49,7 +52,8 @@ def test_a_quirky_redial_file_round_trips_byte_for_byte(tmp_path):
     assert out.read_bytes() == path.read_bytes()
     # and through the Parquet data set too
     write_parquet(dialogues, tmp_path / "d.parquet")
-    assert write_redial(read_parquet(tmp_path / "d.parquet"), tmp_path / "third.jsonl").read_bytes() == path.read_bytes()
+    third = write_redial(read_parquet(tmp_path / "d.parquet"), tmp_path / "third.jsonl")
+    assert third.read_bytes() == path.read_bytes()
 
 
 def test_the_real_redial_test_split_round_trips(redial_dir, tmp_path):

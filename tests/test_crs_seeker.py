@@ -239,7 +239,7 @@ def test_a_planted_leak_in_an_llm_seekers_words_never_reaches_the_crs():
     d = ds[0]
     assert d.leaks == len(d.seeker_turns) >= 2  # every turn had the planted sentence, every one was caught
     for t in d.seeker_turns:
-        assert t.voice == "llm"
+        assert t.voice in ("llm", "llm+template")
         assert title.lower() not in render(t.text, CATALOG).lower() and f"@{target}" not in t.text
     assert llm.calls["crs_seeker"] == len(d.seeker_turns)
 
@@ -262,3 +262,13 @@ def test_template_seekers_never_leak_in_a_generation_sized_run():
             assert not re.search(r"@\d+", t.text) or set(t.mentions) <= {int(c["value"]) for c in d.constraints
                                                                            if c["kind"] == "similar_to"} | set(
                 i for r in d.recommender_turns for i in r.recommended)
+
+
+def test_what_an_llm_seeker_decided_to_reveal_reaches_the_crs_even_if_the_model_leaves_it_out():
+    ds = dialogues(replace(QUIET, patience=4), AskingCRS(), n=6, voice=LLMVoice(ScriptedLLM(), CATALOG), max_turns=4)
+    revealing = [t for d in ds for t in d.seeker_turns if t.disclosed]
+    assert revealing and all(t.voice == "llm+template" for t in revealing)  # the model never names them
+    for t in revealing:
+        assert t.text.startswith("I would like something good tonight.")  # the model's words come first
+        assert len(t.text.split(".")) > 2  # then one template sentence per constraint
+    assert all(t.voice == "llm" for d in ds for t in d.seeker_turns if not t.disclosed)

@@ -16,9 +16,7 @@ import numpy as np
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from simworld.config import (
-    CatalogSpec, OutputSpec, PopulationSpec, Section, _describe, read_yaml,
-)
+from simworld.config import CatalogSpec, OutputSpec, PopulationSpec, Section, _describe, read_scenario_file
 from simworld.errors import ScenarioError
 from simworld.llm.config import LLMConfig
 from simworld.streams import Streams
@@ -353,21 +351,11 @@ def is_crs_scenario(path: str | Path) -> bool:
 
 def load_crs_scenario(path: str | Path) -> CRSScenario:
     """Read and validate a CRS scenario file; ScenarioError with one line per problem."""
-    path = Path(path)
-    source = str(path)
-    if not path.is_file():
-        raise ScenarioError(source, [f"file not found: {source}"])
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ScenarioError(source, ["not a UTF-8 text file"]) from None
-    data = read_yaml(text, source)
+    data = read_scenario_file(Path(path))
     if "crs" not in data and {"rounds", "policy", "recommender", "activity"} & set(data):
-        raise ScenarioError(source, ["this is a simulation scenario (no `crs:` section): run it with "
-                                     "`simworld run`"])
-    data.setdefault("name", path.stem)
-    data["base_dir"] = str(path.resolve().parent)
-    return parse_crs_scenario(data, source)
+        raise ScenarioError(str(path), ["this is a simulation scenario (no `crs:` section): run it with "
+                                        "`simworld run`"])
+    return parse_crs_scenario(data, str(path))
 
 
 def parse_crs_scenario(data: dict[str, Any], source: str = "CRS scenario") -> CRSScenario:

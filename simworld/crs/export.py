@@ -115,13 +115,14 @@ def card_text(summary: dict, metrics: dict, scenario_yaml: str, knobs_spec: dict
     lines += [f"{len(dialogues)} dialogues between simulated seekers and a conversational recommender, generated "
               f"offline by simworld (`simworld crs generate`) from the scenario below, with seed "
               f"{summary.get('seed')}.", ""]
+    words = "templates" if summary.get("seeker") == "template" else f"the LLM {summary.get('seeker_model')}"
     lines += ["## How they were generated", "",
-              f"- Seekers: {summary.get('seeker')} (decisions by rule from the knobs; words by "
-              f"{'templates' if summary.get('seeker') == 'template' else 'the LLM ' + str(summary.get('seeker_model'))}); "
+              f"- Seekers: {summary.get('seeker')} (decisions by rule from the knobs; words by {words}); "
               "each has a hidden need (target films and the constraints that describe them) and never names a "
               f"target (leak guard: {metrics.get('leaks', 0)} sentences rewritten or dropped).",
               f"- CRS: {summary.get('crs')} ({summary.get('crs_model')}).",
-              f"- Dialogues end when the seeker accepts a film, gives up, or after {summary.get('max_turns')} CRS turns.",
+              "- Dialogues end when the seeker accepts a film, gives up, or after "
+              f"{summary.get('max_turns')} CRS turns.",
               "", "## Files", ""]
     lines += [f"- `{f}`" for f in files]
     lines += ["", "## Knobs", "", "| knob | scenario | drawn: mean | min | max |", "| --- | --- | --- | --- | --- |"]

@@ -73,7 +73,7 @@ class LLMCRS:
         messages = self.prompt(request, candidates)
         notes = {"invalid_ids": 0, "fallback": 0, "retried": 0}
         answer = None
-        for attempt in range(2):
+        for _ in range(2):  # the answer, and once more with the validation error (house rule 6)
             try:
                 reply = await self.llm.complete(LLMRequest(messages=messages, response_model=CRSAnswer,
                                                            purpose="crs_recommender", agent_id=request.seeker_id))

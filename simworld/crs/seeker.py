@@ -200,7 +200,10 @@ class Persuasion(BaseModel):
 
 class LLMVoice:
     """The scenario's LLM words the seeker's intent (free text, no JSON: a 135M model writes
-    a sentence far better than it fills a schema). A failed call falls back to the template."""
+    a sentence far better than it fills a schema), cut to one sentence plus one per extra
+    sentence the verbosity asked for. A failed call falls back to the template. A constraint
+    the seeker decided to reveal that the model left out is added as a short template sentence
+    (voice 'llm+template'), so the knobs keep their effect whatever the model writes."""
 
     name = "llm"
 
@@ -249,13 +252,31 @@ class LLMVoice:
                 max_tokens=40 + 30 * intent.elaborate))
         except LLMError:
             return self.template.words(intent, persona, rng), "template-fallback"
-        text = clean_llm_text(reply.text)
+        text = clean_llm_text(reply.text, max_sentences=1 + intent.elaborate)
         if not text:
             return self.template.words(intent, persona, rng), "template-fallback"
         text = mark_mentions(text, self.catalog)
         if intent.act == "accept" and intent.item is not None and intent.item not in mentions(text):
             text = f"{text} (@{intent.item})"
+        left_out = [c for c in intent.new if not said(c, text)]
+        if left_out:
+            text += " " + " ".join(f"{_cap(clause(c, rng))}." for c in left_out)
+            return text, "llm+template"
         return text, "llm"
+
+
+def said(c: Constraint, text: str) -> bool:
+    """Whether a text states a constraint (its genre, decade, mood word, or the film's mention)."""
+    low = text.lower()
+    if c.kind == "genre":
+        return c.value.lower() in low or GENRE_WORDS.get(c.value, c.value).split()[0].lower() in low
+    if c.kind == "era":
+        decade = int(c.value)
+        words = (str(decade), f"{decade % 100:02d}s", DECADE_WORDS.get(decade, str(decade)))
+        return any(w in low for w in words)
+    if c.kind == "mood":
+        return c.value.lower() in low
+    return f"@{c.value}" in text
 
 
 def clean_llm_text(text: str, max_sentences: int = 4) -> str:
@@ -360,13 +381,13 @@ class Seeker:
                                            0, 1))
             new = self._reveal(self._how_many())
             if s.patience_left <= 0:
-                return await self._give_up(history, judged)
+                return await self._give_up(history, judged, rejected=tuple(proposed))
             failed = next((c for c in s.disclosed if not c.met_by(self.catalog.get(proposed[0]), self.catalog)
                            and c not in new), None)
             act: Act = "pushback" if pushback else "reject"
             intent = Intent(act, new=new, repeat=failed if pushback else None, item=proposed[0],
                             elaborate=self._elaborate())
-            return await self._say(intent, history, judged=judged)
+            return await self._say(intent, history, judged=judged, rejected=tuple(proposed))
         s.patience_left -= 1
         s.satisfaction = float(np.clip(s.satisfaction - 0.05, 0, 1))
         cooperative = self.decide_rng.random() < k.cooperativeness
@@ -383,21 +404,21 @@ class Seeker:
             intent = Intent("deflect", elaborate=0)
         return await self._say(intent, history)
 
-    async def _give_up(self, history: Sequence[Turn], judged: int | None) -> Move:
+    async def _give_up(self, history: Sequence[Turn], judged: int | None, rejected: tuple[int, ...] = ()) -> Move:
         self.state.done = True
-        return await self._say(Intent("give_up"), history, judged=judged)
+        return await self._say(Intent("give_up"), history, judged=judged, rejected=rejected)
 
     # -- words --------------------------------------------------------------------------------------
     async def _say(self, intent: Intent, history: Sequence[Turn], first: bool = False,
-                   judged: int | None = None) -> Move:
+                   judged: int | None = None, rejected: tuple[int, ...] = ()) -> Move:
         text, voice = await self.voice.say(intent, self.persona, history, self.words_rng)
         named = {i for t in history if t.role == "recommender" for i in (*t.mentions, *t.recommended)}
         text, leaks = self.guard.clean(text, allowed=named)
         text = self._style(text, first)
         s = self.state
-        return Move(act=intent.act, text=text, disclosed=intent.new, accepted=s.accepted if intent.act == "accept"
-                    else None, rejected=(intent.item,) if intent.act in ("reject", "pushback") and intent.item
-                    is not None else (), satisfaction=round(s.satisfaction, 4), patience_left=s.patience_left,
+        return Move(act=intent.act, text=text, disclosed=intent.new,
+                    accepted=s.accepted if intent.act == "accept" else None, rejected=rejected,
+                    satisfaction=round(s.satisfaction, 4), patience_left=s.patience_left,
                     constraints_disclosed=len(s.disclosed), leaks=leaks, voice=voice, judged=judged)
 
     def _style(self, text: str, first: bool) -> str:

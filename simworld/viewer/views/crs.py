@@ -96,7 +96,8 @@ def _pills(summary: dict) -> None:
         value = metrics.get(key)
         return f"{value:.2f}" if isinstance(value, float) else "–"
 
-    pills = [summary.get("status", "?"), f"{summary.get('dialogues_done')} / {summary.get('dialogues_planned')} dialogues",
+    pills = [summary.get("status", "?"),
+             f"{summary.get('dialogues_done')} / {summary.get('dialogues_planned')} dialogues",
              f"{summary.get('seeker')} seekers · {summary.get('crs_name')} CRS ({summary.get('crs_model')})",
              f"success {fmt('success_rate')}", f"Recall@10 {fmt('recall@10')}",
              f"persuasiveness {fmt('persuasiveness')}"]
