@@ -173,10 +173,16 @@ def runs(out: Path = typer.Option(Path("runs"), "--out", help="folder that holds
 
 @app.command()
 def validate(scenario: Path = typer.Argument(..., help="scenario YAML file")) -> None:
-    """Check a scenario file without running it."""
+    """Check a scenario file (a simulation's, or a CRS scenario's) without running it."""
     from simworld.config import load_scenario
+    from simworld.crs.config import is_crs_scenario, load_crs_scenario
 
     try:
+        if is_crs_scenario(scenario):
+            c = load_crs_scenario(scenario)
+            console.print(f"{scenario}: valid CRS scenario ({c.dialogues} dialogues, {c.seeker.kind} seekers, "
+                          f"{c.crs.kind} CRS); run it with `simworld crs generate {scenario}`")
+            return
         s = load_scenario(scenario)
     except SimworldError as exc:
         _fail(exc)

@@ -324,3 +324,11 @@ def test_the_embedded_model_missing_is_one_clear_error(tmp_path, monkeypatch, pa
                  "--run-id", "e")
     assert result.exit_code == 2 and "embedded offline model" in result.stderr
     assert not (tmp_path / "runs" / "e").exists()
+
+
+def test_validate_knows_a_crs_scenario(tmp_path):
+    result = cli("validate", str(REPO / "scenarios" / "crs_movies.yaml"))
+    assert result.exit_code == 0 and "valid CRS scenario (200 dialogues" in result.stdout
+    bad = write_scenario(tmp_path, "crs: {kind: telepathy}\n", "bad.yaml")
+    result = cli("validate", str(bad))
+    assert result.exit_code == 2 and "crs: " in result.stderr and "retrieval" in result.stderr

@@ -198,7 +198,17 @@ def test_knob_values_out_of_range_name_the_field():
             "patience": 0, "leniency": {"dist": "uniform", "low": 0.5, "high": 2.0}, "typo": 0.1}}})
     problems = "\n".join(err.value.problems)
     assert "seeker.knobs.patience: must lie in [1, 50], got 0" in problems
-    assert "seeker.knobs.leniency" in problems and "seeker.knobs.typo: unknown field" in problems
+    assert "seeker.knobs.leniency: uniform bounds must lie in [0, 1], got [0.5, 2]" in problems
+    assert "seeker.knobs.typo: unknown field" in problems
+    with pytest.raises(ScenarioError) as err:
+        parse_crs_scenario({"crs": {"kind": "retrieval"}, "seeker": {"knobs": {
+            "patience": "fast", "verbosity": {"dist": "gauss"}, "leniency": {"dist": "uniform", "low": 0.9, "high": 0.1}}}})
+    assert err.value.problems == [  # one line per knob, whatever pydantic's union tried
+        "seeker.knobs.patience: must be a number or a distribution such as {dist: uniform, low: 0.2, high: 0.8}, "
+        "got 'fast'",
+        "seeker.knobs.verbosity: input tag 'gauss' found using 'dist' does not match any of the expected tags: "
+        "'uniform', 'normal', 'beta', 'choice'",
+        "seeker.knobs.leniency: low (0.9) must not exceed high (0.1)"]
 
 
 # -- the leak guard ---------------------------------------------------------------------------------

@@ -10,11 +10,12 @@ and the dialogues become data sets.
 
 The parts, one module each: `config` (the CRS scenario and the seekers' knobs), `need`
 (hidden information needs), `seeker` (decisions by rule, words by template or LLM),
-`leak` (the guard that keeps target titles out of the seeker's mouth), `protocol` (the CRS
-protocol and its request/reply), `retrieval`, `llm_crs`, `http_crs` (the built-in CRSs),
-`dialogue` (the loop and its records), `metrics`, `redial` (import and ReDial export),
-`export` (Parquet, chat JSON lines, data-set card), `generation` (the run folder) and
-`testing` (the contract every CRS passes).
+`leak` (the guard that keeps target titles out of the seeker's mouth), `text` (film
+mentions, tokens, surface style), `protocol` (the CRS protocol and its request/reply),
+`retrieval`, `llm_crs`, `http_crs` (the built-in CRSs), `dialogue` (the loop), `records`
+(what a dialogue leaves behind), `metrics`, `redial` (ReDial import and export), `export`
+(Parquet, chat JSON lines, data-set card), `generation` (the run folder), `dataset` (a run
+folder exported as a data set) and `testing` (the contract every CRS passes).
 """
 
 from simworld.streams import register_stream

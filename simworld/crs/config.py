@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from simworld.config import CatalogSpec, OutputSpec, PopulationSpec, Section, _describe, read_scenario_file
 from simworld.errors import ScenarioError
@@ -67,6 +67,7 @@ class Choice(Section):
 
 KnobDist = Annotated[Uniform | Normal | Beta | Choice, Field(discriminator="dist")]
 Knob = float | KnobDist
+_DISTRIBUTION: TypeAdapter = TypeAdapter(KnobDist)
 
 # name -> (low, high, integer?, what it does). The order is the order of `Knobs`.
 KNOBS: dict[str, tuple[float, float, bool, str]] = {
@@ -150,6 +151,22 @@ class KnobsSpec(Section):
     lowercase: Knob = _field("lowercase", Knobs.lowercase)
     typos: Knob = _field("typos", Knobs.typos)
     chit_chat: Knob = _field("chit_chat", Knobs.chit_chat)
+
+    @field_validator(*KNOBS, mode="before")
+    @classmethod
+    def _number_or_distribution(cls, value: Any) -> Any:
+        """One clear message, not one per member of the union."""
+        if isinstance(value, dict):
+            try:
+                return _DISTRIBUTION.validate_python(value)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"][1:] if not str(p).startswith("function-"))
+                msg = err["msg"].removeprefix("Value error, ")
+                raise ValueError(f"{where + ': ' if where else ''}{msg}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("must be a number or a distribution such as {dist: uniform, low: 0.2, high: 0.8}")
+        return value
 
     @field_validator(*KNOBS)
     @classmethod
