@@ -34,18 +34,21 @@ from simworld.crs.metrics import LEXICAL, summarise  # noqa: E402
 DEFAULT = REPO / "scenarios" / "crs_movies.yaml"
 
 
-def run(scenario, out: Path, run_id: str) -> tuple[dict, float, float]:
-    """(metrics, seconds to build, seconds to generate) of one generation."""
+def run(scenario, out: Path, run_id: str, adjust=None) -> tuple[dict, float, float, Path]:
+    """(metrics, seconds to build, seconds to generate, run folder) of one generation; `adjust(gen)`
+    may swap a part after it is built."""
     began = time.perf_counter()
     gen = Generation.start(scenario, out_dir=out, run_id=run_id)
     built = time.perf_counter() - began
+    if adjust is not None:
+        adjust(gen)
     began = time.perf_counter()
     try:
         gen.run()
     finally:
         gen.close()
     ran = time.perf_counter() - began
-    return summarise(read_dialogues(gen.run_dir)), built, ran
+    return summarise(read_dialogues(gen.run_dir)), built, ran, gen.run_dir
 
 
 def changed(base, **sections):
@@ -77,7 +80,7 @@ HEADER = (f"{'CRS':<38} {'success':>7} {'target':>7} {'R@1':>7} {'R@10':>7} {'R@
 def part_speed(base, out: Path, n: int) -> None:
     print(f"\n## speed: {DEFAULT.name}, {n} dialogues")
     for repeat in range(2):
-        m, built, ran = run(changed(base, dialogues=n), out, f"speed-{repeat}")
+        m, built, ran, _ = run(changed(base, dialogues=n), out, f"speed-{repeat}")
         print(f"build {built:5.2f} s, generate {ran:5.2f} s: {60 * n / ran:7.0f} dialogues/min "
               f"(success {m['success_rate']:.3f}, Recall@10 {m['recall@10']:.3f})")
 
@@ -86,9 +89,10 @@ def part_crs(base, out: Path, n: int) -> None:
     print(f"\n## built-in CRSs on the same {n} template seekers (seed {base.seed})\n{HEADER}")
     for name, params in (("popularity", {}), ("itemknn", {}), ("mf", {}), ("content", {}), ("random", {})):
         crs = {"kind": "retrieval", "recommender": {"name": name, "params": params}}
-        m, _, ran = run(changed(base, dialogues=n, crs=crs), out, f"crs-{name}")
+        m, _, ran, _ = run(changed(base, dialogues=n, crs=crs), out, f"crs-{name}")
         print(row(f"retrieval over {name}", m, f"{60 * n / ran:6.0f}/min"))
-    m, _, ran = run(changed(base, dialogues=n, crs={"kind": "retrieval", "personalised": False}), out, "crs-stranger")
+    stranger = changed(base, dialogues=n, crs={"kind": "retrieval", "personalised": False})
+    m, _, ran, _ = run(stranger, out, "crs-stranger")
     print(row("retrieval over popularity, for a stranger", m, f"{60 * n / ran:6.0f}/min"))
 
     from simworld.crs.generation import build_parts
@@ -97,22 +101,18 @@ def part_crs(base, out: Path, n: int) -> None:
     scenario = changed(base, dialogues=n)
     with CRSServer(build_parts(scenario, None, "server").crs) as server:
         http = changed(base, dialogues=n, crs={"kind": "http", "url": server.url, "name": "http-retrieval"})
-        m, _, ran = run(http, out, "crs-http")
+        m, _, ran, _ = run(http, out, "crs-http")
         print(row("HTTP CRS (retrieval behind a local server)", m, f"{60 * n / ran:6.0f}/min"))
 
     from tests.crs_fakes import ScriptedLLM
 
-    gen = Generation.start(changed(base, dialogues=n, crs={"kind": "llm", "embedder": "minilm", "llm": None},
-                                   llm={"model": "openai/none", "cache": False}), out_dir=out, run_id="crs-llm-stub")
-    gen.parts.crs.llm = ScriptedLLM()  # always recommends the best-retrieved candidate once a genre is said
-    began = time.perf_counter()
-    try:
-        gen.run()
-    finally:
-        gen.close()
-    ran = time.perf_counter() - began
-    print(row("LLM CRS, stand-in model (MiniLM retrieval)", summarise(read_dialogues(gen.run_dir)),
-              f"{60 * n / ran:6.0f}/min"))
+    def stand_in(gen) -> None:  # proposes the best-retrieved candidate once the seeker says a genre
+        gen.parts.crs.llm = ScriptedLLM()
+
+    stub = changed(base, dialogues=n, crs={"kind": "llm", "embedder": "minilm"},
+                   llm={"model": "openai/none", "cache": False})
+    m, _, ran, _ = run(stub, out, "crs-llm-stub", stand_in)
+    print(row("LLM CRS, stand-in model (MiniLM retrieval)", m, f"{60 * n / ran:6.0f}/min"))
 
 
 def z_line(name: str, m: dict) -> str:
@@ -125,7 +125,7 @@ def z_line(name: str, m: dict) -> str:
 def part_knobs(base, out: Path, n: int) -> None:
     print(f"\n## human-likeness, {n} dialogues each: value (z against ReDial's human seekers)")
     print(f"{'seekers':<26} " + " ".join(f"{k:>16}" for k in LEXICAL))
-    m, _, _ = run(changed(base, dialogues=n), out, "knobs-default")
+    m, _, _, _ = run(changed(base, dialogues=n), out, "knobs-default")
     print(z_line("default scenario", m))
     sweeps = {"cooperativeness": (0.2, 1.0), "disclosure": (0.3, 2.0), "patience": (2, 12), "verbosity": (0.0, 0.8),
               "leniency": (0.0, 0.8), "frustration": (0.0, 0.9), "ambiguity": (0.0, 1.0), "lowercase": (0.0, 1.0),
@@ -133,7 +133,7 @@ def part_knobs(base, out: Path, n: int) -> None:
     for knob, values in sweeps.items():
         for v in values:
             s = changed(base, dialogues=n, seeker={"knobs": {**base.seeker.knobs.model_dump(), knob: v}})
-            m, _, _ = run(s, out, f"knobs-{knob}-{v}")
+            m, _, _, _ = run(s, out, f"knobs-{knob}-{v}")
             print(z_line(f"{knob} = {v:g}", m))
 
 
@@ -147,15 +147,8 @@ def part_embedded(base, out: Path, n: int) -> None:
     for name, sections in (("seekers worded by SmolLM2, retrieval CRS", {"seeker": {"kind": "llm"}}),
                            ("template seekers, LLM CRS on SmolLM2", {"crs": {"kind": "llm", "embedder": "minilm"}})):
         s = changed(base, dialogues=n, llm={"model": "local/smollm2", "cache": False}, **sections)
-        gen = Generation.start(s, out_dir=out, run_id=f"embedded-{len(name)}")
-        began = time.perf_counter()
-        try:
-            gen.run()
-        finally:
-            gen.close()
-        ran = time.perf_counter() - began
-        ledger = read_ledger(gen.run_dir)
-        m = summarise(read_dialogues(gen.run_dir))
+        m, _, ran, run_dir = run(s, out, f"embedded-{len(name)}")
+        ledger = read_ledger(run_dir)
         per_call = ledger["latency_s"].mean() if ledger.height else float("nan")
         print(f"{name}: {60 * n / ran:6.1f} dialogues/min, {ledger.height} calls ({per_call:.2f} s each), "
               f"success {m['success_rate']:.3f}, Recall@10 {m['recall@10']:.3f}, leaks {m['leaks']}")
