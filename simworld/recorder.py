@@ -17,14 +17,16 @@ and `resume` drops any file of a round past the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import pickle
 import shutil
 import time
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import polars as pl
 
@@ -52,6 +54,34 @@ def atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     frame.write_parquet(tmp, statistics=False)
     os.replace(tmp, path)
+
+
+def stamped_run_id(name: str, seed: int) -> str:
+    """A run id from the clock: name-YYYYmmdd-HHMMSS-sSEED."""
+    return f"{name}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}-s{seed}"
+
+
+@contextlib.contextmanager
+def new_run_folder(out_dir: Path, run_id: str | None, name: str, seed: int) -> Iterator[tuple[Path, str]]:
+    """Claim a new run folder, `out_dir/run_id` (by default a clock-stamped id, numbered -2, -3,
+    ... when two runs start in the same second), and yield (folder, run id); a folder created
+    here is removed again if the block fails, so a run that cannot be built leaves nothing."""
+    out_dir = Path(out_dir)
+    stamped = run_id is None
+    run_id = run_id or stamped_run_id(name, seed)
+    run_dir = out_dir / run_id
+    n = 1
+    while stamped and run_dir.exists():
+        n += 1
+        run_dir = out_dir / f"{run_id}-{n}"
+    created = not run_dir.exists()
+    Recorder.claim(run_dir)
+    try:
+        yield run_dir, run_dir.name
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 class Recorder:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from simworld.build import build_parts
 from simworld.config import Scenario, load_scenario
 from simworld.errors import SimworldError
-from simworld.recorder import Recorder, read_checkpoint, read_summary
+from simworld.recorder import Recorder, new_run_folder, read_checkpoint, read_summary
 from simworld.world import RoundResult, SimWorld
 
 
@@ -192,35 +191,16 @@ class Simulation:
 
 # -- starting and resuming -----------------------------------------------------------------------
 
-def new_run_id(scenario: Scenario) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{scenario.name}-{stamp}-s{scenario.seed}"
-
-
 def start(scenario: Scenario | str | Path, *, out_dir: str | Path | None = None, run_id: str | None = None,
           rounds: int | None = None, seed: int | None = None) -> Simulation:
     """A new run of `scenario` in a new run folder (removed again if the world cannot be built)."""
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     scenario = scenario.with_overrides(rounds=rounds, seed=seed)
-    run_id = run_id or scenario.output.run_id or new_run_id(scenario)
     out = Path(out_dir) if out_dir is not None else Path(scenario.output.dir)
-    run_dir = out / run_id
-    if scenario.output.run_id is None and run_id == new_run_id(scenario):
-        n = 1
-        while run_dir.exists():  # two runs in the same second
-            n += 1
-            run_dir = out / f"{run_id}-{n}"
-        run_id = run_dir.name
-    created = not run_dir.exists()
-    Recorder.claim(run_dir)
-    try:
+    with new_run_folder(out, run_id or scenario.output.run_id, scenario.name, scenario.seed) as (run_dir, run_id):
         world = SimWorld(scenario, build_parts(scenario, run_id, run_dir), run_id=run_id)
         recorder = Recorder.create(scenario, run_dir, run_id, world.catalog)
-    except BaseException:
-        if created:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
     recorder.shared = world.shared_objects()
     recorder.record_personas(world.persona_frame())
     recorder.record_agents(world.agent_snapshot())  # round 0: the tastes people start with

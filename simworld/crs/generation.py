@@ -24,7 +24,6 @@ import json
 import shutil
 import time
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +42,7 @@ from simworld.crs.records import Dialogue
 from simworld.crs.seeker import LLMVoice, Seeker, TemplateVoice
 from simworld.errors import SimworldError
 from simworld.population import Persona
-from simworld.recorder import Recorder, atomic_write_bytes, atomic_write_parquet
+from simworld.recorder import atomic_write_bytes, atomic_write_parquet, new_run_folder
 from simworld.streams import Streams
 
 SCENARIO_FILE = "crs_scenario.yaml"
@@ -186,11 +185,6 @@ def build_parts(scenario: CRSScenario, run_dir: Path | None, run_id: str) -> CRS
 
 # -- the generation -------------------------------------------------------------------------------
 
-def new_run_id(scenario: CRSScenario) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{scenario.name}-{stamp}-s{scenario.seed}"
-
-
 class Generation:
     """One CRS generation: the owner of its run folder from start to finish (and resume)."""
 
@@ -215,24 +209,11 @@ class Generation:
             scenario = load_crs_scenario(scenario)
         scenario = scenario.with_overrides(dialogues=dialogues, seed=seed)
         out = Path(out_dir) if out_dir is not None else Path(scenario.output.dir)
-        run_id = run_id or scenario.output.run_id or new_run_id(scenario)
-        run_dir = out / run_id
-        if run_id == new_run_id(scenario):
-            n = 1
-            while run_dir.exists():  # two generations in the same second
-                n += 1
-                run_dir = out / f"{run_id}-{n}"
-            run_id = run_dir.name
-        created = not run_dir.exists()
-        Recorder.claim(run_dir)
-        try:
+        with new_run_folder(out, run_id or scenario.output.run_id, scenario.name, scenario.seed) as (run_dir,
+                                                                                                    run_id):
             parts = build_parts(scenario, run_dir, run_id)
             (run_dir / BATCHES).mkdir()
             atomic_write_bytes(run_dir / SCENARIO_FILE, scenario.to_yaml().encode("utf-8"))
-        except BaseException:
-            if created:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            raise
         gen = cls(scenario, run_dir, run_id, parts)
         gen.write_summary()
         return gen

@@ -40,6 +40,7 @@ from simworld.agents.rule_policy import RulePolicy
 from simworld.catalog import Item
 from simworld.config import Scenario
 from simworld.errors import SimworldError
+from simworld.recorder import stamped_run_id
 from simworld.fidelity import metrics as fm
 from simworld.streams import Streams, register_stream
 
@@ -351,7 +352,7 @@ def run_fidelity(scenario: Scenario, policies: list[str] | None = None, *, users
             tmp = tempfile.TemporaryDirectory()
             where = Path(tmp.name)
         run_scenario = scenario.with_overrides(rounds=rounds)
-        sim = runner.start(run_scenario, out_dir=where, run_id=runner.new_run_id(run_scenario))
+        sim = runner.start(run_scenario, out_dir=where, run_id=stamped_run_id(run_scenario.name, run_scenario.seed))
         try:
             sim.run()
         finally:
