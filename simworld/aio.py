@@ -31,7 +31,15 @@ class LoopRunner:
             return []
 
         async def all_of() -> list[T]:
-            return list(await asyncio.gather(*aws))
+            # When one fails, the others still run to their end (not cancelled: a call cancelled
+            # inside litellm's executor hand-off leaves a coroutine never awaited, and a paid
+            # answer that completes lands in the cache for the resumed round); then the first
+            # failure, in order, is raised.
+            results = await asyncio.gather(*aws, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            return list(results)
 
         return self.run(all_of())
 

@@ -97,8 +97,8 @@ class Simulation:
             self.mark("interrupted", f"interrupted during round {self.world.round + 1}")
             raise
         except LLMUnavailableError as exc:
-            message = (f"{exc}; the run stopped after round {self.world.round} and resumes with: "
-                       f"simworld resume {self.run_dir}")
+            message = (f"{exc}; the run stopped with {self.world.round} of {self.scenario.rounds} rounds done "
+                       f"and resumes with: simworld resume {self.run_dir}")
             self.mark("stopped", message)
             raise SimworldError(message) from None
         self.finish()

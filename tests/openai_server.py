@@ -281,6 +281,7 @@ class FakeOpenAIServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._httpd: ThreadingHTTPServer | None = None
+        self.stopped = False
         self._thread: threading.Thread | None = None
 
     # -- lifecycle
@@ -295,12 +296,16 @@ class FakeOpenAIServer:
             allow_reuse_address = True
             request_queue_size = 1024
 
+        self.stopped = False
         self._httpd = Server(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop listening; connections a client keeps alive are dropped at their next request,
+        so the server is really gone (as a crashed model server is)."""
+        self.stopped = True
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -425,6 +430,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "not found", "not_found")
 
     def do_POST(self) -> None:
+        if self.owner.stopped:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         if not self.path.rstrip("/").endswith("/chat/completions"):
