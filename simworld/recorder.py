@@ -238,6 +238,20 @@ def read_agents(run_dir: Path) -> pl.DataFrame:
     return pl.read_parquet(path) if path.exists() else pl.DataFrame()
 
 
+def list_run_folders(out_dir: str | Path, summary_file: str, read) -> list[dict[str, Any]]:
+    """The summaries (`read(folder)`, with its "path") of the run folders in `out_dir` that hold
+    `summary_file`, by name; a folder whose summary cannot be read is left out."""
+    rows = []
+    for path in sorted(Path(out_dir).glob(f"*/{summary_file}")):
+        try:
+            summary = read(path.parent)
+        except (SimworldError, ValueError):
+            continue
+        summary["path"] = str(path.parent)
+        rows.append(summary)
+    return rows
+
+
 def read_summary(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / "summary.json"
     if not path.exists():

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from simworld.build import build_parts
 from simworld.config import Scenario, load_scenario
 from simworld.errors import SimworldError
-from simworld.recorder import Recorder, new_run_folder, read_checkpoint, read_summary
+from simworld.recorder import Recorder, list_run_folders, new_run_folder, read_checkpoint, read_summary
 from simworld.world import RoundResult, SimWorld
 
 
@@ -242,15 +242,8 @@ def run_scenario(path: str | Path, **kwargs) -> Path:
 
 
 def list_runs(out_dir: str | Path = "runs") -> list[dict]:
-    rows = []
-    for path in sorted(Path(out_dir).glob("*/summary.json")):
-        try:
-            summary = read_summary(path.parent)
-        except (SimworldError, ValueError):
-            continue
-        summary["path"] = str(path.parent)
-        rows.append(summary)
-    return rows
+    """The summaries of the simulation runs in `out_dir`."""
+    return list_run_folders(out_dir, "summary.json", read_summary)
 
 
 def replay(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:

@@ -42,7 +42,7 @@ from simworld.crs.records import Dialogue
 from simworld.crs.seeker import LLMVoice, Seeker, TemplateVoice
 from simworld.errors import SimworldError
 from simworld.population import Persona
-from simworld.recorder import atomic_write_bytes, atomic_write_parquet, new_run_folder
+from simworld.recorder import atomic_write_bytes, atomic_write_parquet, list_run_folders, new_run_folder
 from simworld.streams import Streams
 
 SCENARIO_FILE = "crs_scenario.yaml"
@@ -431,12 +431,5 @@ def read_crs_metrics(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def list_crs_runs(out_dir: str | Path = "runs") -> list[dict[str, Any]]:
-    rows = []
-    for path in sorted(Path(out_dir).glob(f"*/{SUMMARY_FILE}")):
-        try:
-            summary = read_crs_summary(path.parent)
-        except (SimworldError, ValueError):
-            continue
-        summary["path"] = str(path.parent)
-        rows.append(summary)
-    return rows
+    """The summaries of the CRS generations in `out_dir`."""
+    return list_run_folders(out_dir, SUMMARY_FILE, read_crs_summary)

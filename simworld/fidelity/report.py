@@ -17,24 +17,16 @@ def _layout(fig: go.Figure, title: str, **kw) -> go.Figure:
     return fig
 
 
-def alignment_figure(result) -> go.Figure:
+def alignment_figure(result, metric: str = "accuracy") -> go.Figure:
+    """One bar per policy and 1:m protocol: `metric` (accuracy, precision, recall or f1)."""
     frame = pl.DataFrame(result.alignment)
     fig = go.Figure()
     for k, policy in enumerate(frame["policy"].unique(maintain_order=True).to_list()):
         part = frame.filter(pl.col("policy") == policy)
-        fig.add_trace(go.Bar(x=[f"1:{m}" for m in part["m"]], y=part["accuracy"], name=policy,
+        fig.add_trace(go.Bar(x=[f"1:{m}" for m in part["m"]], y=part[metric], name=policy,
                              marker_color=COLORS[k % len(COLORS)]))
-    return _layout(fig, "preference alignment: accuracy per 1:m protocol", barmode="group", yaxis_range=[0, 1])
-
-
-def f1_figure(result) -> go.Figure:
-    frame = pl.DataFrame(result.alignment)
-    fig = go.Figure()
-    for k, policy in enumerate(frame["policy"].unique(maintain_order=True).to_list()):
-        part = frame.filter(pl.col("policy") == policy)
-        fig.add_trace(go.Bar(x=[f"1:{m}" for m in part["m"]], y=part["f1"], name=policy,
-                             marker_color=COLORS[k % len(COLORS)]))
-    return _layout(fig, "preference alignment: F1 per 1:m protocol", barmode="group", yaxis_range=[0, 1])
+    name = "F1" if metric == "f1" else metric
+    return _layout(fig, f"preference alignment: {name} per 1:m protocol", barmode="group", yaxis_range=[0, 1])
 
 
 def rating_figure(result) -> go.Figure:
@@ -52,7 +44,7 @@ def _pair_figure(sim: dict, real: dict, title: str) -> go.Figure:
 
 
 def write_report(result, path: Path) -> Path:
-    figures = [alignment_figure(result), f1_figure(result), rating_figure(result)]
+    figures = [alignment_figure(result), alignment_figure(result, "f1"), rating_figure(result)]
     real = result.realism
     if real:
         figures.append(_pair_figure(real["ratings"]["sim"], real["ratings"]["real"],
