@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from simworld.catalog import Catalog
 from simworld.crs.records import Dialogue
 from simworld.crs.text import render
+from simworld.formatting import cell
 from simworld.recorder import atomic_write_bytes
 
 FORMATS = ("parquet", "redial", "chat", "card")
@@ -98,14 +99,6 @@ def write_chat(dialogues: Iterable[Dialogue], path: Path, catalog: Catalog | Non
     return Path(path)
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
 def card_text(summary: dict, metrics: dict, scenario_yaml: str, knobs_spec: dict[str, str] | None,
               dialogues: Sequence[Dialogue], sources: Sequence[str], files: Sequence[str]) -> str:
     """The data-set card (README.md beside the files)."""
@@ -134,7 +127,7 @@ def card_text(summary: dict, metrics: dict, scenario_yaml: str, knobs_spec: dict
     lines += ["", "## Metrics", "", "| measure | value |", "| --- | --- |"]
     for key in ("success_rate", "target_accepted_rate", "turns", "turns_to_success", "recall@1", "recall@10",
                 "recall@50", "persuasiveness", "leaks"):
-        lines.append(f"| {key} | {_fmt(metrics.get(key))} |")
+        lines.append(f"| {key} | {cell(metrics.get(key))} |")
     lines.append(f"| end reasons | {', '.join(f'{k}: {v}' for k, v in (metrics.get('end_reasons') or {}).items())} |")
     human = metrics.get("human_likeness") or {}
     if human:
@@ -142,8 +135,8 @@ def card_text(summary: dict, metrics: dict, scenario_yaml: str, knobs_spec: dict
                   "mean) / human sd; per dialogue, over the seeker's words):", "",
                   "| measure | simulated | human mean | human sd | z |", "| --- | --- | --- | --- | --- |"]
         for m, row in human.items():
-            lines.append(f"| {m} | {_fmt(row['simulated'])} | {_fmt(row['human_mean'])} | {_fmt(row['human_sd'])} "
-                         f"| {_fmt(row['z'])} |")
+            lines.append(f"| {m} | {cell(row['simulated'])} | {cell(row['human_mean'])} | {cell(row['human_sd'])} "
+                         f"| {cell(row['z'])} |")
     lines += ["", "## Sources and licences", ""]
     lines += [f"- {s}" for s in sources]
     lines += ["", "## Scenario", "", "```yaml", scenario_yaml.strip(), "```", ""]

@@ -9,6 +9,7 @@ import polars as pl
 import streamlit as st
 
 from simworld import runner
+from simworld.formatting import cell
 from simworld.viewer.data import metric_columns, token_frame
 from simworld.viewer.registry import View
 from simworld.viewer.ui import PALETTE, ViewContext, label, plot, run_data, style
@@ -58,7 +59,7 @@ def render(ctx: ViewContext) -> None:
     st.markdown("##### Runs")
     table = {"field": SUMMARY_FIELDS}
     for d in datas:
-        table[d.name] = [_fmt(d.summary.get(f)) for f in SUMMARY_FIELDS]
+        table[d.name] = [cell(d.summary.get(f)) for f in SUMMARY_FIELDS]
     st.dataframe(pl.DataFrame(table), hide_index=True, key="compare_summary")
 
     if not columns:
@@ -78,14 +79,6 @@ def render(ctx: ViewContext) -> None:
                                          hovertemplate=f"{d.name}<br>round %{{x}}: %{{y:.4g}}<extra></extra>"))
             with cols[j]:
                 plot(style(fig, height=280, title=label(column), legend=True), key=f"compare_{column}")
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
 
 
 VIEW = View(key="compare", title="Compare runs", icon="⚖️", render=render, order=50, live=False)
