@@ -50,6 +50,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def read_parquet(path: Path) -> pl.DataFrame:
+    """A Parquet file read in one go: polars reading by path may open the file more than once,
+    and a live run replaces its files (atomically) meanwhile, which mixed two versions."""
+    return pl.read_parquet(io.BytesIO(Path(path).read_bytes()))
+
+
 def atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     frame.write_parquet(tmp, statistics=False)
@@ -131,13 +137,13 @@ class Recorder:
         rec.history = read_events(run_dir)
         agents = run_dir / "agents.parquet"
         if agents.exists():
-            rec.agent_frames = [pl.read_parquet(agents).filter(pl.col("round") <= rounds_done)]
+            rec.agent_frames = [read_parquet(agents).filter(pl.col("round") <= rounds_done)]
         metrics = run_dir / "metrics.parquet"
         if metrics.exists():
-            rec.metric_rows = pl.read_parquet(metrics).filter(pl.col("round") <= rounds_done).to_dicts()
+            rec.metric_rows = read_parquet(metrics).filter(pl.col("round") <= rounds_done).to_dicts()
         timings = run_dir / TIMINGS
         if timings.exists():
-            rec.timing_rows = pl.read_parquet(timings).filter(pl.col("round") <= rounds_done).to_dicts()
+            rec.timing_rows = read_parquet(timings).filter(pl.col("round") <= rounds_done).to_dicts()
         summary = read_summary(run_dir)
         rec.wall_s = float(summary.get("wall_s", 0.0))
         return rec
@@ -216,26 +222,26 @@ def read_events(run_dir: Path) -> pl.DataFrame:
     run_dir = Path(run_dir)
     whole = run_dir / "events.parquet"
     if whole.exists():
-        return conform_events(pl.read_parquet(whole))
+        return conform_events(read_parquet(whole))
     parts = sorted((run_dir / "events").glob("round-*.parquet"))
     if not parts:
         return empty_events()
-    return pl.concat([conform_events(pl.read_parquet(p)) for p in parts])
+    return pl.concat([conform_events(read_parquet(p)) for p in parts])
 
 
 def read_metrics(run_dir: Path) -> pl.DataFrame:
     path = Path(run_dir) / "metrics.parquet"
-    return pl.read_parquet(path) if path.exists() else pl.DataFrame()
+    return read_parquet(path) if path.exists() else pl.DataFrame()
 
 
 def read_personas(run_dir: Path) -> pl.DataFrame:
     path = Path(run_dir) / "personas.parquet"
-    return pl.read_parquet(path) if path.exists() else pl.DataFrame()
+    return read_parquet(path) if path.exists() else pl.DataFrame()
 
 
 def read_agents(run_dir: Path) -> pl.DataFrame:
     path = Path(run_dir) / "agents.parquet"
-    return pl.read_parquet(path) if path.exists() else pl.DataFrame()
+    return read_parquet(path) if path.exists() else pl.DataFrame()
 
 
 def list_run_folders(out_dir: str | Path, summary_file: str, read) -> list[dict[str, Any]]:

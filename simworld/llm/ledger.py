@@ -14,6 +14,7 @@ run's ledger thus equals an uninterrupted run's, wherever it was killed.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
@@ -22,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from simworld.llm.cache import CachedModel
-from simworld.llm.types import LanguageModel, LLMError, LLMOutputError, LLMRequest, LLMResponse, LLMUsage, redact
+from simworld.llm.types import (
+    LanguageModel,
+    LLMError,
+    LLMOutputError,
+    LLMRequest,
+    LLMResponse,
+    LLMUsage,
+    redact,
+)
 from simworld.llm.wrappers import BudgetedModel, ModelWrapper
 
 LEDGER_FILENAME = "llm_calls.parquet"
@@ -46,7 +55,7 @@ def read_ledger(run_dir: Path):
     path = path if path.suffix == ".parquet" else path / LEDGER_FILENAME
     if not path.is_file():
         return pl.DataFrame(schema=_schema())
-    frame = pl.read_parquet(path)
+    frame = pl.read_parquet(io.BytesIO(path.read_bytes()))  # in one go: a live run replaces the file
     missing = [pl.lit(None, dtype).alias(name) for name, dtype in _schema().items() if name not in frame.columns]
     return frame.with_columns(missing) if missing else frame  # a file from before a column was added
 

@@ -38,5 +38,7 @@ def write(run_dir: Path, figures: dict[str, pl.DataFrame], graph_too: bool = Tru
 
 def read(run_dir: Path, name: str) -> pl.DataFrame:
     """One of the social files, or an empty frame when the run has no social side."""
+    from simworld.recorder import read_parquet
+
     path = Path(run_dir) / name
-    return pl.read_parquet(path) if path.exists() else pl.DataFrame()
+    return read_parquet(path) if path.exists() else pl.DataFrame()
