@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from simworld.errors import ScenarioError, SimworldError
@@ -33,29 +40,35 @@ def _fail(exc: SimworldError) -> None:
     raise typer.Exit(EXIT_USER_ERROR)
 
 
-def _run_with_progress(sim) -> None:
-    from simworld.runner import Simulation
-
-    assert isinstance(sim, Simulation)
-    console.print(f"run [bold]{sim.recorder.run_id}[/] -> {sim.run_dir}")
-    with Progress(TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[last]}"),
+@contextlib.contextmanager
+def _progress(unit: str, total: int, done: int, interrupted: Callable[[], str], close: Callable[[], None]):
+    """A progress bar over `total` units (with a `last` text field); Ctrl-C prints how to go on
+    (`interrupted()`) and exits 130; `close()` runs however the block ends."""
+    with Progress(TextColumn(f"[bold]{unit}"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[last]}"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
-        task = progress.add_task("rounds", total=sim.scenario.rounds, completed=sim.rounds_done, last="")
+        task = progress.add_task(unit, total=total, completed=done, last="")
+        try:
+            yield progress, task
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print(interrupted())
+            raise typer.Exit(EXIT_INTERRUPTED)
+        finally:
+            close()
+
+
+def _run_with_progress(sim) -> None:
+    console.print(f"run [bold]{sim.run_id}[/] -> {sim.run_dir}")
+    with _progress("round", sim.scenario.rounds, sim.rounds_done, close=sim.close, interrupted=lambda: (
+            f"interrupted after round {sim.rounds_done}; continue with: simworld resume {sim.run_dir}")) as (bar, task):
 
         def on_round(result, metrics) -> None:
             rating = metrics.get("mean_rating", math.nan)
-            progress.update(task, completed=result.round,
-                            last=f"{result.active} active, {int(metrics.get('watches', 0))} watches, "
-                                 f"rating {rating:.2f}" if rating == rating else f"{result.active} active, no watches")
+            bar.update(task, completed=result.round,
+                       last=f"{result.active} active, {int(metrics.get('watches', 0))} watches, "
+                            f"rating {rating:.2f}" if rating == rating else f"{result.active} active, no watches")
 
-        try:
-            sim.run(on_round)
-        except KeyboardInterrupt:
-            progress.stop()
-            err.print(f"interrupted after round {sim.rounds_done}; continue with: simworld resume {sim.run_dir}")
-            raise typer.Exit(EXIT_INTERRUPTED)
-        finally:
-            sim.close()
+        sim.run(on_round)
     _print_summary(sim.run_dir)
 
 
@@ -227,10 +240,10 @@ def export(run_dir: Path = typer.Argument(..., help="a run folder"),
     """Export the run's watches as RecBole atomic files (.inter, .item, .user) and Parquet."""
     import polars as pl
 
+    from simworld.build import build_catalog
     from simworld.config import load_scenario
     from simworld.export import export_recbole
     from simworld.recorder import read_events, read_summary
-    from simworld.build import build_catalog
 
     try:
         summary = read_summary(run_dir)
@@ -368,28 +381,17 @@ app.add_typer(crs_app, name="crs")
 
 
 def _run_generation(gen) -> None:
-    from simworld.crs.generation import Generation
-
-    assert isinstance(gen, Generation)
     console.print(f"CRS run [bold]{gen.run_id}[/] -> {gen.run_dir}")
-    with Progress(TextColumn("[bold]dialogues"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[last]}"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
-        task = progress.add_task("dialogues", total=gen.scenario.dialogues, completed=gen.dialogues_done, last="")
+    with _progress("dialogues", gen.scenario.dialogues, gen.dialogues_done, close=gen.close, interrupted=lambda: (
+            f"interrupted after {gen.dialogues_done} dialogues; continue with: simworld crs resume {gen.run_dir}")
+            ) as (bar, task):
         outcomes: dict[str, int] = {}
 
         def on_dialogue(d) -> None:
             outcomes[d.end_reason] = outcomes.get(d.end_reason, 0) + 1
-            progress.update(task, advance=1, last=", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+            bar.update(task, advance=1, last=", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
 
-        try:
-            gen.run(on_dialogue=on_dialogue)
-        except KeyboardInterrupt:
-            progress.stop()
-            err.print(f"interrupted after {gen.dialogues_done} dialogues; continue with: "
-                      f"simworld crs resume {gen.run_dir}")
-            raise typer.Exit(EXIT_INTERRUPTED)
-        finally:
-            gen.close()
+        gen.run(on_dialogue=on_dialogue)
     _print_crs_summary(gen.run_dir)
 
 
@@ -424,17 +426,12 @@ def crs_generate(scenario: Path = typer.Argument(..., help="CRS scenario YAML fi
                  out: Optional[Path] = typer.Option(None, "--out", help="folder for run folders (default: output.dir)"),
                  run_id: Optional[str] = typer.Option(None, "--run-id", help="fixed run id")) -> None:
     """Generate dialogues between simulated seekers and a CRS into a run folder."""
-    from pydantic import ValidationError
-
-    from simworld.config import OutputSpec
+    from simworld.config import run_id_problem
     from simworld.crs.generation import Generation
 
     try:
-        if run_id is not None:
-            try:
-                OutputSpec(run_id=run_id)
-            except ValidationError as exc:
-                raise SimworldError(f"--run-id {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        if run_id is not None and (problem := run_id_problem(run_id)):
+            raise SimworldError(f"--run-id {problem}")
         gen = Generation.start(scenario, out_dir=out, run_id=run_id, dialogues=dialogues, seed=seed)
         _run_generation(gen)
     except SimworldError as exc:
