@@ -51,6 +51,7 @@ class WorldParts:
     stages: list[PlacedStage] = field(default_factory=list)
     crowd: pl.DataFrame | None = None  # item_id, n, total: ratings the crowd gave before the run
     taste: Any = None  # a simworld.taste.TasteModel for MovieLens-grounded users
+    executor: Any = None  # where the decide stage runs (simworld/execution); None: this process
 
 
 def grounding(scenario: Scenario):

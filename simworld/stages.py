@@ -144,8 +144,8 @@ def observe(world: "SimWorld", rnd: Round) -> None:
 
 
 def decide(world: "SimWorld", rnd: Round) -> None:
-    """Every active agent's policy decides concurrently (LLM calls under the one limiter)."""
-    rnd.actions = world.gather([world.users[o.agent_id].policy.decide(o) for o in rnd.observations])
+    """Every active agent's policy decides (the world's executor says where: simworld/execution)."""
+    rnd.actions = world.executor.decide(world, rnd.observations)
 
 
 def apply(world: "SimWorld", rnd: Round) -> None:

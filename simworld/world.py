@@ -30,6 +30,7 @@ from simworld.build import WorldParts, build_parts
 from simworld.config import Scenario, load_scenario
 from simworld.errors import SimworldError
 from simworld.events import EventBuilder
+from simworld.execution import LocalExecutor
 from simworld.recommenders.base import INTERACTION_SCHEMA, empty_interactions
 from simworld.stages import Round, Schedule, default_stages
 
@@ -64,6 +65,7 @@ class SimWorld(mesa.Model):
         self.llm = parts.llm
         self.embedder = parts.embedder
         self.memory = parts.memory
+        self.executor = parts.executor if parts.executor is not None else LocalExecutor()
         self.round = 0  # rounds completed
         genres = self.catalog.genres
         for persona in sorted(parts.personas, key=lambda p: p.agent_id):
@@ -318,6 +320,7 @@ class SimWorld(mesa.Model):
         self.running = self.round < self.scenario.rounds
 
     def close(self) -> None:
+        self.executor.close()
         self.loop.close()
         if self.memory is not None:
             self.memory.close()
