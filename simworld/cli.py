@@ -152,6 +152,38 @@ def replay(run_dir: Path = typer.Argument(..., help="a finished run folder"),
 
 
 @app.command()
+def branch(run_dir: Path = typer.Argument(..., help="the run folder to branch from (finished or stopped)"),
+           round_no: str = typer.Option(..., "--round", help="the last round the branch shares with it (0: only "
+                                        "the start)"),
+           settings: list[str] = typer.Option([], "--set", help="a setting changed from then on, KEY=VALUE with a "
+                                              "dotted key and a YAML value, e.g. recommender.name=mf (repeatable)"),
+           rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="rounds of the branch in all "
+                                                "(default: the scenario's)"),
+           out: Optional[Path] = typer.Option(None, "--out", help="folder for the new run folder (default: beside it)"),
+           run_id: Optional[str] = typer.Option(None, "--run-id", help="fixed run id (default: RUN-branch-rROUND)")
+           ) -> None:
+    """Start a new run from a completed round of an old one with changed settings (a
+    counterfactual): rounds 1..ROUND are the old run's, replayed from its cache with no LLM call."""
+    from simworld import branch as branching
+
+    try:
+        try:
+            round_ = int(round_no)
+        except ValueError:
+            raise SimworldError(f"--round must be a round number, got {round_no!r}") from None
+        with console.status(f"replaying rounds 1 to {round_} of {run_dir.name} from its cache ..."):
+            sim = branching.start_branch(run_dir, round_, branching.parse_settings(settings), rounds=rounds,
+                                         run_id=run_id, out_dir=out)
+        console.print(f"branch of {run_dir.name} after round {round_}")
+        _run_with_progress(sim)
+    except branching.ReplayInterrupted as exc:
+        err.print(f"interrupted while replaying the parent; continue with: simworld resume {exc.run_dir}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except SimworldError as exc:
+        _fail(exc)
+
+
+@app.command()
 def schema(crs: bool = typer.Option(False, "--crs", help="the CRS scenario's schema (`simworld crs generate`), "
                                     "with every seeker knob")) -> None:
     """Print the scenario JSON Schema (for editor autocompletion)."""

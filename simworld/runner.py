@@ -27,6 +27,7 @@ class Simulation:
     recorder: Recorder
     _personas_dirty: bool = False
     _interview_llm: Any = field(default=None, repr=False)
+    branch: dict | None = None  # what this run is a branch of (simworld/branch.py), kept in its summary
 
     @property
     def run_dir(self) -> Path:
@@ -125,7 +126,11 @@ class Simulation:
         return {f"llm_{key}": float(after[key] - before[key]) for key in ("calls", "tokens", "cost_usd")}
 
     def _llm_summary(self) -> dict | None:
-        return {"llm": self.world.llm.summary()} if self.world.llm is not None else None
+        """What the summary holds beside the recorder's figures: the LLM's totals, the branch's parent."""
+        extra: dict[str, Any] = {"branch": self.branch} if self.branch is not None else {}
+        if self.world.llm is not None:
+            extra["llm"] = self.world.llm.summary()
+        return extra or None
 
     def budget_message(self) -> str | None:
         """Why the run must stop now, if the LLM budget is spent."""
@@ -212,23 +217,37 @@ def resume(run_dir: str | Path) -> Simulation:
     whose rounds are all done but which was killed while finishing is finished."""
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
+    from simworld.branch import BRANCH_FILE, resume_branch
+
+    if (run_dir / BRANCH_FILE).exists():  # its first rounds replay its parent's: the branch module knows how
+        return resume_branch(run_dir)
     scenario = load_scenario(run_dir / "scenario.yaml")  # saved with its paths made absolute
     run_id = summary["run_id"]
     world = SimWorld(scenario, build_parts(scenario, run_id, run_dir), run_id=run_id)
+    sim = reopen(scenario, world, run_dir)
+    if sim.finished and summary.get("status") != "finished":
+        sim.finish()
+    return sim
+
+
+def reopen(scenario: Scenario, world: SimWorld, run_dir: Path,
+           after_load: Callable[[SimWorld, dict | None], None] | None = None) -> Simulation:
+    """`world` (just built) at its run folder's last committed round: the checkpoint's state
+    (then `after_load(world, state)`), the ledger and the memory put back to it, the recorder
+    reopened. `scenario` is the run's, as the summary names it (a branch replays another)."""
     shared = world.shared_objects()
     state = read_checkpoint(run_dir, **shared)
     if state is not None:
         world.load_state(state)
+    if after_load is not None:
+        after_load(world, state)
     if world.llm is not None:
         world.llm.restore(world.round)
     if world.memory is not None:
         world.memory.restore(state.get("memory") if state is not None else None)
-    recorder = Recorder.reopen(run_dir, run_id, world.catalog, world.round)
+    recorder = Recorder.reopen(run_dir, world.run_id, world.catalog, world.round)
     recorder.shared = shared
-    sim = Simulation(scenario, world, recorder)
-    if sim.finished and summary.get("status") != "finished":
-        sim.finish()
-    return sim
+    return Simulation(scenario, world, recorder)
 
 
 def run_scenario(path: str | Path, **kwargs) -> Path:
