@@ -15,6 +15,7 @@ from simworld.fidelity import metrics as fm
 from simworld.grounding import load_grounding
 from simworld.world import SimWorld
 from tests.helpers import write_scenario
+from tests.openai_server import openai_server  # noqa: F401  (fixture)
 from tests.test_cli import cli
 
 MOVIES = """movieId,title,genres
@@ -137,3 +138,73 @@ def test_eval_fidelity_refuses_a_synthetic_population(tmp_path):
     result = cli("eval", "fidelity", str(path), "--rounds", "0")
     assert result.returncode == 2 and "movielens" in result.stderr.lower()
     assert "Traceback" not in result.stderr
+
+
+def judged_movielens(folder):
+    """Six users rate 12 of 30 films; their last three (rated 5) are held out at holdout 0.25,
+    which leaves every user 18 never-rated films for the 1:9 trials."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    genres = ("Action", "Comedy", "Drama", "Horror", "Romance")
+    (folder / "movies.csv").write_text("movieId,title,genres\n" + "".join(
+        f"{i},Film {i} ({1980 + i}),{genres[i % 5]}\n" for i in range(1, 31)))
+    lines = ["userId,movieId,rating,timestamp"]
+    for user in range(1, 7):
+        films = (rng.permutation(30)[:12] + 1).tolist()
+        for k, film in enumerate(films):
+            rating = 5.0 if k >= 9 else float(rng.integers(1, 6))
+            lines.append(f"{user},{film},{rating},{1000 * user + k}")
+    (folder / "ratings.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def _page_ids(schema) -> list[int]:
+    """The film ids a page-decision schema allows (the enum of its watches' item_id)."""
+    if isinstance(schema, dict):
+        if "item_id" in schema.get("properties", {}):
+            prop = schema["properties"]["item_id"]
+            return list(prop.get("enum") or [prop["const"]])
+        return [i for value in schema.values() for i in _page_ids(value)]
+    if isinstance(schema, list):
+        return [i for value in schema for i in _page_ids(value)]
+    return []
+
+
+def smallest_id_answer(body) -> str:
+    """A model that watches the film with the smallest id on every page and rates it 4."""
+    from tests.openai_server import requested_schema
+
+    ids = _page_ids(requested_schema(body))
+    return json.dumps({"watches": [{"item_id": min(ids), "rating": 4.0, "feeling": "Quite good, I enjoyed it.",
+                                    "importance": 5}], "then": "leave"})
+
+
+def test_eval_fidelity_drives_the_llm_policy_through_a_server(openai_server, tmp_path):  # noqa: F811
+    from simworld.fidelity import run_fidelity
+    from simworld.fidelity.evaluate import Trials
+
+    server = openai_server(answer=smallest_id_answer)
+    data = judged_movielens(tmp_path / "ml")
+    text = GROUNDED.format(holdout=0.25, path=data, min_ratings=0).replace("size: 5", "size: 6").replace(
+        "policy: rule", f"policy: llm\nllm: {{model: openai/test-model, api_base: {server.url}, retry_base_s: 0.01}}")
+    scenario = load_scenario(write_scenario(tmp_path, text))
+    result = run_fidelity(scenario, ["llm"], rounds=0, out_dir=tmp_path / "fid")
+    trials = Trials(scenario)
+    assert len(trials.trials) == 18 and len(trials.rated) == 18
+    # every trial page went to the model (3 page sizes), then every held-out film alone, nothing else
+    assert server.count == 3 * 18 + 18
+    rows = {(r["policy"], r["m"]): r for r in result.alignment}
+    for m in (1, 3, 9):
+        expected = []
+        for no, trial in enumerate(trials.trials):
+            page, truth, _ = trials.page(no, trial, m)
+            smallest = min(item.item_id for item in page)
+            expected.append((truth, tuple(item.item_id == smallest for item in page)))
+        llm = rows[("llm", m)]
+        assert llm["fallback"] == 0 and llm["trials"] == 18
+        assert llm["accuracy"] == pytest.approx(fm.alignment(expected)["accuracy"])
+        assert llm["f1"] == pytest.approx(fm.alignment(expected)["f1"])
+    # the model's own rating (4) of each held-out film shown alone, against the real ratings (all 5)
+    rating = next(r for r in result.ratings if r["predictor"] == "llm")
+    assert rating["n"] == 18 and rating["rmse"] == pytest.approx(1.0) and rating["mae"] == pytest.approx(1.0)
+    assert json.loads((tmp_path / "fid" / "fidelity.json").read_text())["alignment"]
