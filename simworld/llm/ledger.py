@@ -112,6 +112,20 @@ class LedgerModel(ModelWrapper):
         with self._lock:
             self._rows.append(row)
 
+    # -- calls made in other processes (simworld/execution: worker shards have stacks of their own)
+    def take_rows(self) -> list[dict[str, Any]]:
+        """The rows recorded since the last take (or flush), removed from this ledger."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+        return rows
+
+    def add_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Another stack's rows for this run, numbered with this ledger's call ids."""
+        with self._lock:
+            for row in rows:
+                self._rows.append({**row, "run_id": self.run_id, "call_id": self._next_id})
+                self._next_id += 1
+
     # -- the run's life
     def flush(self) -> Path | None:
         """Append the calls recorded since the last flush to the run folder's file, atomically.
