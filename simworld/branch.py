@@ -179,16 +179,37 @@ def _write_plan(run_dir: Path, plan: BranchPlan) -> None:
     atomic_write_bytes(Path(run_dir) / BRANCH_FILE, json.dumps(asdict(plan), indent=2).encode())
 
 
-def replay_scenario(plan: BranchPlan) -> Scenario:
-    """The parent's scenario with an LLM that answers only from its cache (and no budget: the
-    replay pays for nothing), as the replay of rounds 1..R runs it."""
-    parent = Path(plan.parent)
-    if not (parent / "scenario.yaml").exists():
-        raise SimworldError(f"the parent run folder {parent} is gone; the branch needs it until its round "
-                            f"{plan.round} is replayed")
-    scenario = load_scenario(parent / "scenario.yaml")
+@dataclass(frozen=True)
+class Segment:
+    """Rounds after `start` run with `scenario`; at `start` its world takes over from the last
+    one's state, and `refit`: its recommender differs, so it is rebuilt and fitted then."""
+
+    scenario: Scenario
+    start: int
+    refit: bool = False
+
+
+def replay_segments(run_dir: Path, upto: int) -> list[Segment]:
+    """How to replay `run_dir`'s rounds 1..`upto` from response caches alone: its own scenario,
+    or for a branch, its parent's replay up to the branch round and then its own settings."""
+    if not (run_dir / "scenario.yaml").exists():
+        raise SimworldError(f"the run folder {run_dir} is gone; a branch needs its parent (and theirs) until "
+                            "its own first round")
+    if (run_dir / BRANCH_FILE).exists():
+        plan = read_plan(run_dir)
+        if upto <= plan.round:
+            return replay_segments(Path(plan.parent), upto)
+        return [*replay_segments(Path(plan.parent), plan.round),
+                Segment(_cache_only(run_dir), plan.round, plan.refit)]
+    return [Segment(_cache_only(run_dir), 0)]
+
+
+def _cache_only(run_dir: Path) -> Scenario:
+    """A run's scenario with an LLM that answers only from the run's cache, and no budget (a
+    replay pays for nothing)."""
+    scenario = load_scenario(run_dir / "scenario.yaml")
     llm = scenario.llm
-    cache_dir = llm.cache_dir if llm.cache_dir is not None else parent.parent  # where the parent's answers are
+    cache_dir = llm.cache_dir if llm.cache_dir is not None else run_dir.parent  # where its answers are
     return scenario.with_overrides(llm=llm.model_copy(update={
         "cache_only": True, "cache_dir": cache_dir, "budget_tokens": None, "budget_usd": None}).model_dump())
 
@@ -206,17 +227,18 @@ def start_branch(run_dir: str | Path, round_no: int, settings: dict[str, Any] | 
         raise SimworldError(f"--run-id {problem}")
     out = Path(out_dir) if out_dir is not None else Path(plan.parent).parent
     run_id = run_id or _free_run_id(out, f"{plan.parent_run_id}-branch-r{round_no}")
-    replay = replay_scenario(plan)
+    segments = replay_segments(Path(plan.parent), round_no)
+    first = segments[0].scenario
     with new_run_folder(out, run_id, scenario.name, scenario.seed) as (folder, run_id):
         _write_plan(folder, plan)  # first: a folder holding it resumes as a branch
-        world = SimWorld(replay, build_parts(replay, run_id, folder), run_id=run_id)
+        world = SimWorld(first, build_parts(first, run_id, folder), run_id=run_id)
         recorder = Recorder.create(scenario, folder, run_id, world.catalog)
     recorder.shared = world.shared_objects()
     recorder.record_personas(world.persona_frame())
     recorder.record_agents(world.agent_snapshot())
     sim = Simulation(scenario, world, recorder, branch=plan.lineage())
     sim.mark("running")
-    return _go_on(sim, plan, fresh=True)
+    return _go_on(sim, plan, segments, fresh=True)
 
 
 def branch_run(run_dir: str | Path, round_no: int, settings: dict[str, Any] | None = None, *,
@@ -237,13 +259,19 @@ def resume_branch(run_dir: str | Path) -> Simulation:
     plan = read_plan(run_dir)
     if plan.replayed:
         return _open(run_dir, plan)
-    replay = replay_scenario(plan)
-    scenario = load_scenario(run_dir / "scenario.yaml")
-    run_id = read_summary(run_dir)["run_id"]
-    world = SimWorld(replay, build_parts(replay, run_id, run_dir), run_id=run_id)
-    sim = reopen(scenario, world, run_dir)
-    sim.branch = plan.lineage()
-    return _go_on(sim, plan, fresh=False)
+    segments = replay_segments(Path(plan.parent), plan.round)
+    guess = _segment_at(segments, int(read_summary(run_dir).get("rounds_done") or 0))
+    sim = _open_segment(run_dir, segments[guess], plan)
+    at = _segment_at(segments, sim.world.round)
+    if at != guess:  # killed between a checkpoint and its summary: the checkpoint is a round ahead
+        sim.close()
+        sim = _open_segment(run_dir, segments[at], plan)
+    return _go_on(sim, plan, segments, fresh=False)
+
+
+def _segment_at(segments: list[Segment], round_no: int) -> int:
+    """The segment that runs round `round_no` + 1."""
+    return max(k for k, seg in enumerate(segments) if seg.start <= round_no)
 
 
 def _free_run_id(out: Path, base: str) -> str:
@@ -254,12 +282,16 @@ def _free_run_id(out: Path, base: str) -> str:
     return run_id
 
 
-def _go_on(sim: Simulation, plan: BranchPlan, fresh: bool) -> Simulation:
-    """Replay the rest of rounds 1..R (checking each against the parent's), adopt the parent's
-    records, and open the branch at R with its own settings."""
+def _go_on(sim: Simulation, plan: BranchPlan, segments: list[Segment], fresh: bool) -> Simulation:
+    """Replay the rest of rounds 1..R segment by segment (checking each round against the
+    parent's), adopt the parent's records, and open the branch at R with its own settings."""
     expected = _parent_events(plan)
     try:
         while sim.world.round < plan.round:
+            k = _segment_at(segments, sim.world.round)
+            if sim.world.scenario is not segments[k].scenario:  # a branch point of an ancestor
+                sim.close()
+                sim = _open_segment(sim.run_dir, segments[k], plan)
             result, _ = sim.step()
             _check_round(plan, result.round, result.events, expected)
     except KeyboardInterrupt:
@@ -328,22 +360,30 @@ def _adopt(run_dir: Path, plan: BranchPlan) -> None:
 
 def _open(run_dir: Path, plan: BranchPlan) -> Simulation:
     """The branch's own world at its last committed round; at round R, switched to its settings."""
-    scenario = load_scenario(run_dir / "scenario.yaml")
-    summary = read_summary(run_dir)
-    parts = build_parts(scenario, summary["run_id"], run_dir)
-    world = SimWorld(scenario, parts, run_id=summary["run_id"])
-    fresh = world.recommender  # built from the branch's settings
+    segment = Segment(load_scenario(run_dir / "scenario.yaml"), plan.round, plan.refit)
+    sim = _open_segment(run_dir, segment, plan)
+    if sim.finished and read_summary(run_dir).get("status") != "finished":
+        sim.finish()
+    return sim
+
+
+def _open_segment(run_dir: Path, segment: Segment, plan: BranchPlan) -> Simulation:
+    """A world built from `segment`'s scenario at the folder's last committed round; at the
+    segment's start, its recommender rebuilt and fitted when `refit` (past it, the checkpoint
+    already holds the segment's own)."""
+    run_id = read_summary(run_dir)["run_id"]
+    parts = build_parts(segment.scenario, run_id, run_dir)
+    world = SimWorld(segment.scenario, parts, run_id=run_id)
+    fresh = world.recommender  # built from the segment's settings
 
     def switch(world: SimWorld, state: dict | None) -> None:
-        if state is None or world.round != plan.round or not plan.refit:
-            return  # past R the checkpoint holds the branch's own recommender
-        fresh.fit(_interactions(run_dir, plan.round, parts.history, world))
+        if state is None or world.round != segment.start or not segment.refit:
+            return
+        fresh.fit(_interactions(run_dir, segment.start, parts.history, world))
         world.recommender, world.pending = fresh, []  # the refit learned what was pending
 
-    sim = reopen(scenario, world, run_dir, after_load=switch)
+    sim = reopen(load_scenario(run_dir / "scenario.yaml"), world, run_dir, after_load=switch)
     sim.branch = plan.lineage()
-    if sim.finished and summary.get("status") != "finished":
-        sim.finish()
     return sim
 
 
