@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -29,3 +29,6 @@ class Observation:
     extra: dict[str, object] = field(default_factory=dict)  # injected events (ads, news) for this round
     # MovieLens-grounded users: affinity and predicted rating from their own history (simworld/taste.py)
     user_taste: UserTaste | None = None
+    # the crowd's mean rating per catalog row (NaN: nobody rated it yet): the numbers `item_mean_rating`
+    # gives, as one array the round's observations share (the rule policy scores pages with it)
+    item_means: np.ndarray | None = None

@@ -20,11 +20,19 @@ Word of mouth (the social layer, simworld/social): `obs.extra["heard"]` maps fil
 heard about from friends to log-odds added to watching them, and `obs.extra["lookup"]` is the
 chance of looking the best of them up in the search box instead of browsing. Without them
 the model draws exactly what it drew before.
+
+Speed: `decide_batch` decides for many observations at once. The utilities and watch
+log-odds of every film on every page are computed in one numpy pass (the taste match summed
+genre by genre in a fixed order, so a film's numbers do not depend on what else is scored
+with it); each agent then draws from its own rng exactly as `decide` does, so both give the
+same actions (tests/test_rule_policy.py holds them together).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,6 +64,20 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x > -700.0 else math.exp(x)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What an agent that does not idle looks at: the recommended pages, or one page of search
+    results (with its query)."""
+
+    pages: tuple[tuple[Item, ...], ...]
+    query: str | None = None
+    results: tuple[int, ...] = ()
+
+
+# (observation, page, pages seen before it): one page to score
+_PageJob = tuple[Observation, tuple[Item, ...], int]
+
+
 class RulePolicy:
     name = "rule"
 
@@ -67,50 +89,115 @@ class RulePolicy:
 
     # The model is cheap and synchronous; `decide` wraps it for the concurrent decide stage.
     def decide_now(self, obs: Observation) -> Action:
+        plan = self._plan(obs)
+        if plan is None:
+            return IdleAction(meta=DecisionMeta(policy="rule"))
+        u, x = self._score([(obs, page, index) for index, page in enumerate(plan.pages)])
+        return self._act(obs, plan, _split(u, x, [len(page) for page in plan.pages]))
+
+    def decide_batch(self, observations: Sequence[Observation]) -> list[Action]:
+        """The actions `decide_now` gives for each observation, in order, scored in one pass."""
+        plans = [self._plan(obs) for obs in observations]
+        jobs = [(obs, page, index) for obs, plan in zip(observations, plans) if plan is not None
+                for index, page in enumerate(plan.pages)]
+        u, x = self._score(jobs)
+        scored = iter(_split(u, x, [len(page) for _, page, _ in jobs]))
+        actions: list[Action] = []
+        for obs, plan in zip(observations, plans):
+            if plan is None:
+                actions.append(IdleAction(meta=DecisionMeta(policy="rule")))
+            else:
+                actions.append(self._act(obs, plan, [next(scored) for _ in plan.pages]))
+        return actions
+
+    def _plan(self, obs: Observation) -> _Plan | None:
+        """Idle, search or browse (the draws before any page is judged); None: idle."""
         spec, rng, persona = self.spec, obs.rng, obs.persona
         roll = rng.random()
         if roll < spec.idle_rate:
-            return IdleAction(meta=DecisionMeta(policy="rule"))
+            return None
         lookup = self.heard_title(obs)
         if lookup is not None and rng.random() >= float(obs.extra.get("lookup", 0.0)):
             lookup = None
         if lookup is not None or roll < spec.idle_rate + spec.search_rate * 2 * persona.curiosity or not obs.pages:
             query = lookup or self.search_query(obs)
             results = tuple(obs.search(query, max(len(obs.pages[0]) if obs.pages else 10, 1)))
-            items = tuple(obs.catalog.get(i) for i in results)
-            decision = self.judge_page(obs, items, pages_seen=0, allow_next=False)
-            return SearchAction(query=query, results=results, decision=decision, meta=DecisionMeta(policy="rule"))
+            return _Plan(pages=(tuple(obs.catalog.get(i) for i in results),), query=query, results=results)
+        return _Plan(pages=obs.pages)
+
+    def _act(self, obs: Observation, plan: _Plan, scored: list[tuple[np.ndarray, np.ndarray]]) -> Action:
+        """Judge the planned pages in order with their scores (the page draws)."""
+        if plan.query is not None:
+            decision = self._judge(obs, plan.pages[0], *scored[0], pages_seen=0, allow_next=False)
+            return SearchAction(query=plan.query, results=plan.results, decision=decision,
+                                meta=DecisionMeta(policy="rule"))
         pages = []
-        for index, page in enumerate(obs.pages):
-            decision = self.judge_page(obs, page, pages_seen=index, allow_next=index + 1 < len(obs.pages))
+        for index, page in enumerate(plan.pages):
+            decision = self._judge(obs, page, *scored[index], pages_seen=index, allow_next=index + 1 < len(plan.pages))
             pages.append((tuple(item.item_id for item in page), decision))
             if decision.then == "leave":
                 break
         return BrowseAction(pages=tuple(pages), meta=DecisionMeta(policy="rule"))
 
     # -- the choice model -------------------------------------------------------------------
+    def _score(self, jobs: Sequence[_PageJob]) -> tuple[np.ndarray, np.ndarray]:
+        """Utility and watch log-odds (page contrast included) of every item of these pages,
+        flat in page order. Only elementwise arithmetic, so each item's numbers are the same
+        however many pages are scored together."""
+        s = self.spec
+        lengths = [len(page) for _, page, _ in jobs]
+        n = sum(lengths)
+        if n == 0:
+            return np.zeros(0), np.zeros(0)
+        catalog = jobs[0][0].catalog
+        if any(obs.catalog is not catalog for obs, _, _ in jobs):
+            raise ValueError("observations scored together must share one catalog")
+        page_of = np.repeat(np.arange(len(jobs)), lengths)
+        ids = [item.item_id for _, page, _ in jobs for item in page]
+        rows = catalog.rows(ids)
+        tastes = np.stack([np.asarray(obs.taste, dtype=np.float64) for obs, _, _ in jobs])[page_of]
+        genres = catalog.genre_matrix[rows]
+        match = np.zeros(n)
+        for j in range(genres.shape[1]):  # taste . genres, one genre at a time (a fixed order)
+            match += tastes[:, j] * genres[:, j]
+        grounded = [obs.user_taste is not None for obs, _, _ in jobs]
+        if any(grounded):  # MovieLens-grounded users: what people with their history liked
+            w = s.affinity_weight
+            affinity = np.array([obs.user_taste.affinity(item.item_id) if obs.user_taste is not None else 0.0
+                                 for obs, page, _ in jobs for item in page])
+            match = np.where(np.repeat(grounded, lengths), w * affinity + (1.0 - w) * match, match)
+        means = jobs[0][0].item_means  # the crowd's means, one array for the round (else ask item by item)
+        if means is not None and all(obs.item_means is means for obs, _, _ in jobs):
+            crowd = means[rows]
+        else:
+            crowd = np.array([_crowd_mean(obs, item.item_id) for obs, page, _ in jobs for item in page])
+        conformity = np.array([obs.persona.conformity for obs, _, _ in jobs])[page_of]
+        diversity = np.array([obs.persona.diversity for obs, _, _ in jobs])[page_of]
+        rated = ~np.isnan(crowd)
+        social = np.where(rated, conformity * 0.25 * ((np.where(rated, crowd, 3.0) - 3.0) / 2.0), 0.0)
+        novelty = diversity * 0.15 * (1.0 - match)
+        u = match + social + novelty
+        pages_seen = np.array([seen for _, _, seen in jobs], dtype=np.float64)[page_of]
+        repeat = np.array([item.item_id in obs.watched for obs, page, _ in jobs for item in page], dtype=np.float64)
+        x = s.watch_slope * (u - s.watch_threshold) - s.page_fatigue * pages_seen
+        if any(obs.extra.get("heard") for obs, _, _ in jobs):  # a friend's word
+            x = x + np.array([(obs.extra.get("heard") or {}).get(item.item_id, 0.0)
+                              for obs, page, _ in jobs for item in page], dtype=np.float64)
+        x = x - s.repeat_penalty * repeat
+        if s.page_contrast:  # films are compared with the page's best, not only judged alone
+            starts = np.cumsum([0, *lengths[:-1]])[np.array(lengths) > 0]
+            top = np.repeat(np.maximum.reduceat(u, starts), [m for m in lengths if m])
+            x = x - s.page_contrast * (top - u)
+        return u, x
+
     def utility(self, obs: Observation, item: Item) -> float:
-        genres = obs.catalog.genre_matrix[obs.catalog.row(item.item_id)]
-        match = float(obs.taste @ genres)
-        if obs.user_taste is not None:  # a MovieLens-grounded user: what people with their history liked
-            w = self.spec.affinity_weight
-            match = w * obs.user_taste.affinity(item.item_id) + (1.0 - w) * match
-        crowd = obs.item_mean_rating(item.item_id)
-        social = obs.persona.conformity * 0.25 * ((crowd - 3.0) / 2.0) if crowd is not None else 0.0
-        novelty = obs.persona.diversity * 0.15 * (1.0 - match)
-        return match + social + novelty
+        return float(self._score([(obs, (item,), 0)])[0][0])
 
     def watch_probability(self, obs: Observation, item: Item, pages_seen: int) -> float:
         return sigmoid(self.watch_log_odds(obs, item, pages_seen))
 
     def watch_log_odds(self, obs: Observation, item: Item, pages_seen: int) -> float:
-        s = self.spec
-        repeat = item.item_id in obs.watched
-        x = s.watch_slope * (self.utility(obs, item) - s.watch_threshold) - s.page_fatigue * pages_seen
-        heard = obs.extra.get("heard")
-        if heard:
-            x += heard.get(item.item_id, 0.0)  # a friend's word
-        return x - s.repeat_penalty * repeat
+        return float(self._score([(obs, (item,), pages_seen)])[1][0])  # alone on a page: no contrast
 
     def expected_rating(self, obs: Observation, item: Item) -> float:
         """The rating before noise and rounding (what `simworld eval fidelity` scores by RMSE);
@@ -121,30 +208,30 @@ class RulePolicy:
         return 0.5 + 4.5 * sigmoid(s.rating_slope * (self.utility(obs, item) - s.rating_center)) + obs.persona.rating_bias
 
     def rating(self, obs: Observation, item: Item) -> float:
+        return self._rating(obs, item, self.utility(obs, item))
+
+    def _rating(self, obs: Observation, item: Item, u: float) -> float:
         s, persona = self.spec, obs.persona
         if obs.user_taste is not None:
             raw = obs.user_taste.predict(item.item_id) + obs.rng.normal(0.0, persona.rating_noise)
-            return float(np.clip(round(raw * 2) / 2, 0.5, 5.0))
-        u = self.utility(obs, item)
-        raw = 0.5 + 4.5 * sigmoid(s.rating_slope * (u - s.rating_center))
-        raw += persona.rating_bias + obs.rng.normal(0.0, persona.rating_noise)
-        return float(np.clip(round(raw * 2) / 2, 0.5, 5.0))
+        else:
+            raw = 0.5 + 4.5 * sigmoid(s.rating_slope * (u - s.rating_center))
+            raw += persona.rating_bias + obs.rng.normal(0.0, persona.rating_noise)
+        return float(min(max(round(raw * 2) / 2, 0.5), 5.0))
 
     def judge_page(self, obs: Observation, page: tuple[Item, ...], pages_seen: int, allow_next: bool) -> PageDecision:
+        u, x = self._score([(obs, page, pages_seen)])
+        return self._judge(obs, page, u, x, pages_seen, allow_next)
+
+    def _judge(self, obs: Observation, page: tuple[Item, ...], u: np.ndarray, x: np.ndarray, pages_seen: int,
+               allow_next: bool) -> PageDecision:
         s, rng = self.spec, obs.rng
         watches: list[Watch] = []
-        best = 0.0
-        top = max((self.utility(obs, item) for item in page), default=0.0) if s.page_contrast else 0.0
-        for item in page:
-            best = max(best, self.utility(obs, item))
-            if s.page_contrast:  # films are compared with the page's best, not only judged alone
-                x = self.watch_log_odds(obs, item, pages_seen) - s.page_contrast * (top - self.utility(obs, item))
-                p = sigmoid(x)
-            else:
-                p = self.watch_probability(obs, item, pages_seen)
-            if len(watches) < s.max_watches_per_page and rng.random() < p:
-                rating = self.rating(obs, item)
+        for j, item in enumerate(page):
+            if len(watches) < s.max_watches_per_page and rng.random() < sigmoid(float(x[j])):
+                rating = self._rating(obs, item, float(u[j]))
                 watches.append(Watch(item_id=item.item_id, rating=rating, feeling=self.feeling(obs, item, rating)))
+        best = max(0.0, float(u.max())) if len(page) else 0.0
         # A page that offered something good (or that gave nothing to watch) invites one more look.
         go_on = s.continue_bias + 2.0 * (best - s.watch_threshold) - s.page_fatigue * pages_seen - 0.5 * len(watches)
         then = "next_page" if allow_next and rng.random() < sigmoid(go_on) else "leave"
@@ -175,3 +262,13 @@ class RulePolicy:
         decade = int(rng.choice([1960, 1970, 1980, 1990, 2000, 2010]))
         genre2 = names[picks[-1]].lower()
         return template.format(genre=names[picks[0]].lower(), genre2=genre2, decade=decade)
+
+
+def _crowd_mean(obs: Observation, item_id: int) -> float:
+    mean = obs.item_mean_rating(item_id)
+    return math.nan if mean is None else mean
+
+
+def _split(u: np.ndarray, x: np.ndarray, lengths: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    ends = np.cumsum(lengths).tolist()
+    return [(u[end - m:end], x[end - m:end]) for m, end in zip(lengths, ends)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -45,7 +46,7 @@ class UserAgent(mesa.Agent):
             return
         pull = (rating - 3.0) / 2.0  # -1.25 .. +1
         taste = (1.0 - rate) * self.state.taste + rate * pull * genres
-        taste = np.clip(taste, 0.0, None)
-        norm = np.linalg.norm(taste)
+        taste = np.maximum(taste, 0.0)  # np.clip(taste, 0, None), without its overhead on 18 numbers
+        norm = math.sqrt(taste.dot(taste))  # np.linalg.norm's own formula for a vector
         if norm > 0:
             self.state.taste = taste / norm

@@ -62,7 +62,8 @@ WATCH_SOURCES = {"page": "recommended_share", "search": "search_share", "friend"
 
 def round_metrics(events_of_round: pl.DataFrame, history: pl.DataFrame, catalog: Catalog,
                   item_popularity: np.ndarray | None = None) -> dict[str, float]:
-    """Every metric of one round (see the module docstring for keys and empty values)."""
+    """Every metric of one round (see the module docstring for keys and empty values), computed
+    from the whole history: the reference `RunningMetrics` must agree with."""
     pages = _pages(events_of_round)
     watches = events_of_round.filter(pl.col("action") == "watch")
     shown_now = _known([i for items in pages["items"].to_list() for i in items], catalog)
@@ -91,6 +92,117 @@ def round_metrics(events_of_round: pl.DataFrame, history: pl.DataFrame, catalog:
         "genre_entropy": genre_entropy(history.filter(pl.col("action") == "watch"), catalog),
         **watch_source_shares(watches),
     }
+
+
+class RunningMetrics:
+    """`round_metrics` for a run, round after round, without reading the history again: what the
+    metrics need from earlier rounds is kept as running aggregates (impressions and distinct
+    watchers per item, the agents who watched, each agent's genre counts and entropy). Feed the
+    rounds in order; `round(events)` adds a round and returns its metrics. A resumed run rebuilds
+    the aggregates with `absorb(history)`. tests/test_scale.py checks it against `round_metrics`."""
+
+    def __init__(self, catalog: Catalog):
+        n = len(catalog)
+        self.catalog = catalog
+        self.exposure = np.zeros(n)  # impressions per catalog row, all rounds
+        self.watchers = np.zeros(n)  # distinct agents who watched each catalog row
+        self.pairs: set[tuple[int, int]] = set()  # (agent, item) watched
+        self.watch_agents: set[int] = set()  # agents with any watch row
+        self.genre_counts: dict[int, np.ndarray] = {}  # agent -> genre counts, in order of first watch
+        self.entropy: dict[int, float] = {}  # agent -> normalised genre entropy (NaN: no genre yet)
+        self._genres = (catalog.genre_matrix > 0).astype(np.float64)
+
+    def absorb(self, events: pl.DataFrame) -> None:
+        """Add events (one round, or a resumed run's whole history in order) to the aggregates."""
+        shown = _known(_shown_items(events), self.catalog)
+        if shown:
+            np.add.at(self.exposure, self.catalog.rows(shown), 1.0)
+        watches = events.filter(pl.col("action") == "watch")
+        changed: dict[int, None] = {}
+        catalog = self.catalog
+        for agent, item in zip(watches["agent_id"].to_list(), watches["item_id"].to_list()):
+            self.watch_agents.add(agent)
+            if agent not in self.genre_counts:
+                self.genre_counts[agent] = np.zeros(self._genres.shape[1])
+                self.entropy[agent] = math.nan
+            if item is None or item not in catalog:
+                continue
+            row = catalog.row(item)
+            if (agent, item) not in self.pairs:
+                self.pairs.add((agent, item))
+                self.watchers[row] += 1.0
+            self.genre_counts[agent] += self._genres[row]
+            changed[agent] = None
+        for agent in changed:
+            self.entropy[agent] = _entropy(self.genre_counts[agent], len(catalog.genres))
+
+    def round(self, events_of_round: pl.DataFrame) -> dict[str, float]:
+        """Absorb one round and return its metrics (the same numbers as `round_metrics`)."""
+        self.absorb(events_of_round)
+        catalog, n = self.catalog, len(self.catalog)
+        pages = _pages(events_of_round)
+        watches = events_of_round.filter(pl.col("action") == "watch")
+        page_items = pages["items"].to_list()
+        shown_now = _known([i for items in page_items for i in items], catalog)
+        rows_now = catalog.rows(shown_now) if shown_now else np.zeros(0, dtype=np.int64)
+        p = (self.watchers + 1.0) / (len(self.watch_agents) + 1.0)
+        entropies = [v for v in self.entropy.values() if not math.isnan(v)]
+        return {
+            "impressions": float(len(shown_now)),
+            "watches": float(watches.height),
+            "ctr": fast_click_through(events_of_round),
+            "mean_rating": mean_rating(events_of_round),
+            "intra_list_diversity": fast_intra_list_diversity(page_items, catalog),
+            "coverage": int(np.count_nonzero(self.exposure)) / n,
+            "coverage_round": len(set(shown_now)) / n,
+            "exposure_gini": gini(exposure(shown_now, catalog)) if shown_now else math.nan,
+            "exposure_gini_cumulative": gini(self.exposure) if self.exposure.any() else math.nan,
+            "novelty": float(np.mean(-np.log2(p[rows_now]))) if shown_now else math.nan,
+            "popularity_bias": float(np.mean(popularity_percentile(self.watchers)[rows_now])) if shown_now
+            else math.nan,
+            "genre_entropy": float(np.mean(entropies)) if entropies and len(catalog.genres) >= 2 else math.nan,
+            **watch_source_shares(watches),
+        }
+
+
+def _entropy(counts: np.ndarray, n_genres: int) -> float:
+    """`genre_entropy`'s value for one agent's genre counts (NaN when they hold no genre)."""
+    total = counts.sum()
+    if total == 0 or n_genres < 2:
+        return math.nan
+    p = counts[counts > 0] / total
+    return float(-(p * np.log(p)).sum() / math.log(n_genres))
+
+
+def fast_click_through(events: pl.DataFrame) -> float:
+    """`click_through` with polars joins instead of a Python loop over the rows."""
+    pages = _pages(events)
+    impressions = int(pages["items"].list.len().sum() or 0)
+    if impressions == 0:
+        return math.nan
+    shown = (pages.select("agent_id", pl.col("items").alias("item_id")).explode("item_id")
+             .drop_nulls().unique())
+    watches = events.filter(pl.col("action") == "watch").select("agent_id", "item_id")
+    return watches.join(shown, on=["agent_id", "item_id"], how="semi").height / impressions
+
+
+def fast_intra_list_diversity(pages: Sequence[Sequence[int]], catalog: Catalog) -> float:
+    """`intra_list_diversity` for many pages at once: the sum of a page's pairwise cosines is
+    |sum of its vectors|^2 - sum of |vector|^2 (equal to the loop's value up to rounding)."""
+    gm = catalog.genre_matrix.astype(np.float64)
+    known = [_known(page, catalog) for page in pages]
+    lengths = np.array([len(ids) for ids in known], dtype=np.int64)
+    keep = lengths >= 2
+    if not keep.any():
+        return math.nan
+    ids = [i for ids, k in zip(known, keep) if k for i in ids]
+    vectors = gm[catalog.rows(ids)]
+    m = lengths[keep]
+    starts = np.concatenate(([0], np.cumsum(m)[:-1]))
+    total = np.add.reduceat(vectors, starts, axis=0)
+    self_sims = np.add.reduceat((vectors * vectors).sum(axis=1), starts)
+    mean_pair = ((total * total).sum(axis=1) - self_sims) / (m * (m - 1))
+    return float(np.mean(1.0 - mean_pair))
 
 
 # -- the pieces (each usable alone) -------------------------------------------------------------

@@ -7,12 +7,18 @@
     runs/<run-id>/summary.json       status, totals, timings (updated every round)
     runs/<run-id>/checkpoint.pkl     the world after the last complete round
     runs/<run-id>/personas.parquet   who the agents are (rewritten when a persona is edited)
-    runs/<run-id>/agents.parquet     per round, each agent's taste vector and dominant genre
+    runs/<run-id>/agents/round-*.parquet   per round, each agent's taste vector and dominant genre
+    runs/<run-id>/agents.parquet     those rounds in one file, written when the run ends (parts removed)
     runs/<run-id>/timings.parquet    per round, the wall time of each stage of the round (and of recording)
 
 Every file is written to a temporary name and renamed, and the checkpoint is written last:
 a round is complete once its checkpoint exists. A crash loses at most the round in progress,
 and `resume` drops any file of a round past the checkpoint.
+
+Recording a round costs the same in round 100 as in round 1: the round's events and agent
+snapshot go to their own part files (folded at the end), the metrics come from running
+aggregates (`metrics.RunningMetrics`) and the summary from running totals; a resumed run
+rebuilds both from its event log once.
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ from simworld.catalog import Catalog
 from simworld.config import Scenario
 from simworld.errors import SimworldError
 from simworld.events import conform_events, empty_events
-from simworld.metrics import round_metrics
+from simworld.metrics import RunningMetrics
 
 CHECKPOINT = "checkpoint.pkl"
+AGENT_PARTS = "agents"  # folder of the per-round agent snapshots while the run is live
 TIMINGS = "timings.parquet"
 TIMINGS_SCHEMA = {"round": pl.Int64, "stage": pl.String, "seconds": pl.Float64}
 
@@ -97,10 +104,11 @@ class Recorder:
         self.catalog = catalog
         self.shared: dict[str, Any] = {"catalog": catalog}  # kept out of checkpoints (see _StatePickler)
         self.parts = run_dir / "events"
+        self.agent_parts = run_dir / AGENT_PARTS
         self.metric_rows: list[dict[str, Any]] = []
-        self.agent_frames: list[pl.DataFrame] = []
         self.timing_rows: list[dict[str, Any]] = []
-        self.history = empty_events()
+        self.metrics = RunningMetrics(catalog)
+        self.totals = RunTotals()
         self.started = time.time()
         self.wall_s = 0.0
 
@@ -129,15 +137,21 @@ class Recorder:
         """Reopen after a crash: forget whatever lies past the last complete round."""
         rec = cls(run_dir, run_id, catalog)
         rec.parts.mkdir(exist_ok=True)
-        for part in rec.parts.glob("round-*.parquet"):
-            if int(part.stem.split("-")[1]) > rounds_done:
-                part.unlink()
-        for stray in list(rec.parts.glob(".*.tmp")) + list(run_dir.glob(".*.tmp")):
+        rec.agent_parts.mkdir(exist_ok=True)
+        for folder in (rec.parts, rec.agent_parts):
+            for part in folder.glob("round-*.parquet"):
+                if int(part.stem.split("-")[1]) > rounds_done:
+                    part.unlink()
+        for stray in list(rec.parts.glob(".*.tmp")) + list(rec.agent_parts.glob(".*.tmp")) + list(run_dir.glob(".*.tmp")):
             stray.unlink()
-        rec.history = read_events(run_dir)
-        agents = run_dir / "agents.parquet"
+        history = read_events(run_dir)
+        rec.metrics.absorb(history)
+        rec.totals.add(history)
+        agents = run_dir / "agents.parquet"  # folded already (a run of an older version keeps it whole)
         if agents.exists():
-            rec.agent_frames = [read_parquet(agents).filter(pl.col("round") <= rounds_done)]
+            whole = read_parquet(agents)
+            if whole.height and whole["round"].max() > rounds_done:
+                atomic_write_parquet(whole.filter(pl.col("round") <= rounds_done), agents)
         metrics = run_dir / "metrics.parquet"
         if metrics.exists():
             rec.metric_rows = read_parquet(metrics).filter(pl.col("round") <= rounds_done).to_dicts()
@@ -151,9 +165,9 @@ class Recorder:
     def record_round(self, round_no: int, events: pl.DataFrame, active: int, wall_s: float,
                      extra: dict[str, float] | None = None) -> dict[str, Any]:
         atomic_write_parquet(events, self.parts / f"round-{round_no:06d}.parquet")
-        self.history = pl.concat([self.history, events]) if events.height else self.history
+        self.totals.add(events)
         row = {"round": round_no, "active_agents": active, "wall_s": wall_s}
-        row.update(round_metrics(events, self.history, self.catalog))
+        row.update(self.metrics.round(events))
         row.update(extra or {})
         self.metric_rows.append(row)
         self.wall_s += wall_s
@@ -169,9 +183,10 @@ class Recorder:
         atomic_write_parquet(personas, self.run_dir / "personas.parquet")
 
     def record_agents(self, snapshot: pl.DataFrame) -> None:
-        """Append one round's agent snapshot (agent_id, round, taste, dominant_genre, ...)."""
-        self.agent_frames = [pl.concat([*self.agent_frames, snapshot])]
-        atomic_write_parquet(self.agent_frames[0], self.run_dir / "agents.parquet")
+        """One round's agent snapshot (agent_id, round, taste, dominant_genre, ...) as its own part."""
+        self.agent_parts.mkdir(exist_ok=True)
+        round_no = int(snapshot["round"][0]) if snapshot.height else 0
+        atomic_write_parquet(snapshot, self.agent_parts / f"round-{round_no:06d}.parquet")
 
     def checkpoint(self, state: dict[str, Any]) -> None:
         atomic_write_bytes(self.run_dir / CHECKPOINT, dump_state(state, self.shared))
@@ -181,31 +196,53 @@ class Recorder:
         """Consolidate the per-round parts into events.parquet and write the final summary."""
         if status == "finished":  # each step is safe to repeat after a kill
             atomic_write_parquet(read_events(self.run_dir), self.run_dir / "events.parquet")
-            if self.parts.exists():
-                for part in self.parts.glob("round-*.parquet"):
-                    part.unlink()
-                shutil.rmtree(self.parts, ignore_errors=True)
+            atomic_write_parquet(read_agents(self.run_dir), self.run_dir / "agents.parquet")
+            for folder in (self.parts, self.agent_parts):
+                if folder.exists():
+                    for part in folder.glob("round-*.parquet"):
+                        part.unlink()
+                    shutil.rmtree(folder, ignore_errors=True)
         self.write_summary(scenario, status=status, rounds_done=rounds_done, message=message, extra=extra)
 
     def write_summary(self, scenario: Scenario, status: str, rounds_done: int, message: str | None = None,
                       extra: dict | None = None) -> None:
-        h = self.history
-        watches = h.filter(pl.col("action") == "watch")
+        t = self.totals
         summary = {
             "run_id": self.run_id, "scenario": scenario.name, "seed": scenario.seed,
             "status": status, "message": message,
             "rounds_planned": scenario.rounds, "rounds_done": rounds_done,
             "agents": scenario.population.size, "catalog_items": len(self.catalog),
             "recommender": scenario.recommender.name, "policy": scenario.policy.kind,
-            "events": h.height, "watches": watches.height,
-            "mean_rating": float(watches["rating"].mean()) if watches.height else None,
-            "decisions_by_policy": decisions_by_policy(h),
-            "prompt_tokens": int(h["prompt_tokens"].sum() or 0),
-            "completion_tokens": int(h["completion_tokens"].sum() or 0),
+            "events": t.events, "watches": t.watches,
+            "mean_rating": t.rating_sum / t.ratings if t.ratings else None,
+            "decisions_by_policy": dict(sorted(t.decisions.items())),
+            "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens,
             "wall_s": round(self.wall_s, 3),
             **(extra or {}),
         }
         atomic_write_bytes(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+
+
+class RunTotals:
+    """The summary's counts over all rounds so far, added up round by round."""
+
+    def __init__(self) -> None:
+        self.events = self.watches = self.ratings = self.prompt_tokens = self.completion_tokens = 0
+        self.rating_sum = 0.0
+        self.decisions: dict[str, int] = {}
+
+    def add(self, events: pl.DataFrame) -> None:
+        if not events.height:
+            return
+        ratings = events.filter(pl.col("action") == "watch")["rating"]
+        self.events += events.height
+        self.watches += ratings.len()
+        self.ratings += ratings.len() - ratings.null_count()
+        self.rating_sum += float(ratings.sum() or 0.0)
+        self.prompt_tokens += int(events["prompt_tokens"].sum() or 0)
+        self.completion_tokens += int(events["completion_tokens"].sum() or 0)
+        for policy, n in decisions_by_policy(events).items():
+            self.decisions[policy] = self.decisions.get(policy, 0) + n
 
 
 def decisions_by_policy(events: pl.DataFrame) -> dict[str, int]:
@@ -240,8 +277,14 @@ def read_personas(run_dir: Path) -> pl.DataFrame:
 
 
 def read_agents(run_dir: Path) -> pl.DataFrame:
-    path = Path(run_dir) / "agents.parquet"
-    return read_parquet(path) if path.exists() else pl.DataFrame()
+    """Every round's agent snapshot: the folded agents.parquet and the parts of later rounds."""
+    run_dir = Path(run_dir)
+    path = run_dir / "agents.parquet"
+    frames = [read_parquet(path)] if path.exists() else []
+    folded = set(frames[0]["round"].unique().to_list()) if frames and frames[0].height else set()
+    frames += [read_parquet(p) for p in sorted((run_dir / AGENT_PARTS).glob("round-*.parquet"))
+               if int(p.stem.split("-")[1]) not in folded]
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
 
 
 def list_run_folders(out_dir: str | Path, summary_file: str, read) -> list[dict[str, Any]]:
@@ -265,17 +308,27 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _shared_object(name: str) -> Any:
+    """Stands in a checkpoint for a shared object; the reader's own replaces it (see below)."""
+    raise pickle.UnpicklingError(f"the checkpoint refers to the run's {name!r}; read it with read_checkpoint")
+
+
 class _StatePickler(pickle.Pickler):
     """Pickles the world's state, but not the run's shared objects (the catalog, the LLM stack,
     the embedder): those are live (connections, locks, models) and rebuilt from the scenario,
-    so the checkpoint holds a named reference to each and the reader plugs in its own."""
+    so the checkpoint holds a named reference to each and the reader plugs in its own.
+
+    The references go through `reducer_override`, which pickle skips for plain ints, floats,
+    strings, lists, dicts and sets: a `persistent_id` hook would be called for every one of the
+    millions of objects a large world holds, and took most of the checkpoint's time."""
 
     def __init__(self, fh, shared: dict[str, Any]):
         super().__init__(fh, protocol=pickle.HIGHEST_PROTOCOL)
         self._names = {id(obj): name for name, obj in shared.items() if obj is not None}
 
-    def persistent_id(self, obj: Any) -> str | None:
-        return self._names.get(id(obj))
+    def reducer_override(self, obj: Any) -> Any:
+        name = self._names.get(id(obj))
+        return NotImplemented if name is None else (_shared_object, (name,))
 
 
 class _StateUnpickler(pickle.Unpickler):
@@ -283,7 +336,12 @@ class _StateUnpickler(pickle.Unpickler):
         super().__init__(fh)
         self._shared = shared
 
-    def persistent_load(self, pid: Any) -> Any:
+    def find_class(self, module: str, name: str) -> Any:
+        if module == __name__ and name == "_shared_object":
+            return self.persistent_load
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:  # also reads checkpoints written with persistent ids
         if pid not in self._shared:
             raise pickle.UnpicklingError(f"the checkpoint refers to {pid!r}, which this run does not have")
         return self._shared[pid]

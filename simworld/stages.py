@@ -139,7 +139,8 @@ def recall(world: "SimWorld", rnd: Round) -> None:
 
 
 def observe(world: "SimWorld", rnd: Round) -> None:
-    rnd.observations = [world.observe(a, rnd.pages[a.agent_id], rnd.number, rnd.recalled.get(a.agent_id))
+    means = world.item_means()  # the crowd's ratings as the round starts, one array for everyone
+    rnd.observations = [world.observe(a, rnd.pages[a.agent_id], rnd.number, rnd.recalled.get(a.agent_id), means)
                         for a in rnd.active]
 
 

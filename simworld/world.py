@@ -14,6 +14,7 @@ sweeps scenarios (dotted keyword arguments override scenario fields).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,8 @@ class SimWorld(mesa.Model):
         for persona in sorted(parts.personas, key=lambda p: p.agent_id):
             UserAgent(self, AgentState(persona=persona, taste=persona.taste_vector(genres)), parts.policy_for(persona))
         self.users: dict[int, UserAgent] = {a.agent_id: a for a in self.agents}  # lookup index of self.agents
+        # the personas as built: a checkpoint stores only those edited since (see state_dict)
+        self._built_personas = {a.agent_id: a.state.persona for a in self.agents}
         self.activity = ActivityModel(scenario.activity, [a.persona for a in self.agents])
         n = len(self.catalog)
         self.rating_sum = np.zeros(n)
@@ -153,7 +156,8 @@ class SimWorld(mesa.Model):
         return seen
 
     def observe(self, agent: UserAgent, pages: tuple, round_no: int,
-                memories: tuple[str, ...] | None = None) -> Observation:
+                memories: tuple[str, ...] | None = None, item_means: np.ndarray | None = None) -> Observation:
+        """What the agent sees; `item_means` (this round's `item_means()`) is shared by a round's observations."""
         state = agent.state
         return Observation(
             agent_id=agent.agent_id, round=round_no, persona=state.persona, taste=state.taste.copy(),
@@ -163,6 +167,7 @@ class SimWorld(mesa.Model):
             memories=memories if memories is not None else tuple(state.recent),
             extra={"injected": tuple(self.injected.get(agent.agent_id, ()))},
             user_taste=self.taste.view(state.watched) if self.taste is not None else None,
+            item_means=item_means if item_means is not None else self.item_means(),
         )
 
     def gather(self, coroutines: list) -> list:
@@ -173,26 +178,28 @@ class SimWorld(mesa.Model):
         """One agent's action: its event rows, its watches and ratings, its new memories."""
         from simworld.world_memory import search_memory, watch_memory
 
-        state = agent.state
+        state, catalog = agent.state, self.catalog
         rnd.events.add_action(agent.agent_id, action)
         state.rounds_active += 1
         state.idle_rounds = 0
         memories = rnd.memories.setdefault(agent.agent_id, []) if self.memory is not None else None
         if memories is not None and isinstance(action, SearchAction):
             memories.append(search_memory(agent.agent_id, action.query, rnd.number))
+        drift = self.scenario.policy.rule.taste_drift
         for watch in watches_of(action):
-            if watch.item_id not in self.catalog:
+            if watch.item_id not in catalog:
                 continue  # a policy may only name catalog items; LLM output is validated upstream
-            item = self.catalog.get(watch.item_id)
-            row = self.catalog.row(watch.item_id)
+            row = catalog.row(watch.item_id)
+            item = catalog.items[row]
+            genres = catalog.genre_matrix[row]
             if memories is not None:
                 memories.append(watch_memory(agent.agent_id, item, watch.rating, watch.feeling, rnd.number,
-                                             state.taste, self.catalog.genre_matrix[row], watch.importance))
+                                             state.taste, genres, watch.importance))
             state.watched[watch.item_id] = watch.rating
             state.recent.append(f"round {rnd.number}: watched {item.label}, rated {watch.rating:g}: {watch.feeling}")
             self.rating_sum[row] += watch.rating
             self.rating_count[row] += 1
-            agent.drift_taste(self.catalog.genre_matrix[row], watch.rating, self.scenario.policy.rule.taste_drift)
+            agent.drift_taste(genres, watch.rating, drift)
             rnd.feedback.append((agent.agent_id, watch.item_id, watch.rating))
         if memories is not None and not memories:
             del rnd.memories[agent.agent_id]
@@ -250,6 +257,11 @@ class SimWorld(mesa.Model):
         n = self.rating_count[row]
         return float(self.rating_sum[row] / n) if n else None
 
+    def item_means(self) -> np.ndarray:
+        """`item_mean_rating` of every catalog row at once (NaN where nobody rated yet)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.rating_count > 0, self.rating_sum / self.rating_count, np.nan)
+
     def persona_frame(self) -> pl.DataFrame:
         rows = []
         for agent in self.agents:
@@ -264,17 +276,18 @@ class SimWorld(mesa.Model):
 
     def agent_snapshot(self) -> pl.DataFrame:
         """Each agent's taste now (for the population map), with its dominant genre."""
-        genres = self.catalog.genres
+        genres = np.array([*self.catalog.genres, "none"], dtype=object)
         agents = list(self.agents)
-        tastes = [a.state.taste for a in agents]
+        tastes = np.stack([a.state.taste for a in agents]) if agents else np.zeros((0, len(genres) - 1))
+        dominant = np.where(tastes.any(axis=1), np.argmax(tastes, axis=1), len(genres) - 1)
         return pl.DataFrame({
-            "round": [self.round] * len(agents),
-            "agent_id": [a.agent_id for a in agents],
-            "dominant_genre": [genres[int(np.argmax(t))] if t.any() else "none" for t in tastes],
-            "taste": [t.astype(np.float32).tolist() for t in tastes],
-            "watched": [len(a.state.watched) for a in agents],
-            "rounds_active": [a.state.rounds_active for a in agents],
-        }, schema_overrides={"taste": pl.List(pl.Float32)})
+            "round": np.full(len(agents), self.round, dtype=np.int64),
+            "agent_id": np.array([a.agent_id for a in agents], dtype=np.int64),
+            "dominant_genre": pl.Series(genres[dominant].tolist(), dtype=pl.String),
+            "taste": pl.Series(tastes.astype(np.float32)).cast(pl.List(pl.Float32)),
+            "watched": np.array([len(a.state.watched) for a in agents], dtype=np.int64),
+            "rounds_active": np.array([a.state.rounds_active for a in agents], dtype=np.int64),
+        })
 
     # -- researcher interventions (applied at the start of the next round) -------------------
     def edit_persona(self, agent_id: int, **changes: Any) -> None:
@@ -297,7 +310,7 @@ class SimWorld(mesa.Model):
     def state_dict(self) -> dict:
         return {
             "round": self.round,
-            "agents": {a.agent_id: a.state for a in self.agents},
+            "agents": self._agent_table(),
             "rating_sum": self.rating_sum, "rating_count": self.rating_count,
             "pending": self.pending, "injected": self.injected, "promoted": self.promoted,
             "recommender": self.recommender,
@@ -309,10 +322,39 @@ class SimWorld(mesa.Model):
         return {"catalog": self.catalog, "llm": self.llm, "embedder": self.embedder, "streams": self.streams,
                 "loop": self.loop}
 
+    def _agent_table(self) -> dict[str, Any]:
+        """The agents' states as a few arrays and lists, quick to pickle for 10,000 agents; a
+        persona is stored only when it was edited (the others are rebuilt from the scenario)."""
+        states = [a.state for a in self.agents]
+        tastes = [s.taste for s in states]
+        uniform = bool(tastes) and all(t.shape == tastes[0].shape and t.dtype == tastes[0].dtype for t in tastes)
+        return {
+            "ids": np.array([a.agent_id for a in self.agents], dtype=np.int64),
+            "taste": np.stack(tastes) if uniform else tastes,
+            "idle_rounds": np.array([s.idle_rounds for s in states], dtype=np.int64),
+            "rounds_active": np.array([s.rounds_active for s in states], dtype=np.int64),
+            "watched": [s.watched for s in states],
+            "recent": [(list(s.recent), s.recent.maxlen) for s in states],
+            "personas": {a.agent_id: a.state.persona for a in self.agents
+                         if a.state.persona is not self._built_personas[a.agent_id]},
+        }
+
+    def _load_agent_table(self, table: dict[str, Any]) -> None:
+        for k, agent_id in enumerate(table["ids"].tolist()):
+            recent, maxlen = table["recent"][k]
+            self.users[agent_id].state = AgentState(
+                persona=table["personas"].get(agent_id, self._built_personas[agent_id]),
+                taste=np.array(table["taste"][k]), watched=table["watched"][k],
+                idle_rounds=int(table["idle_rounds"][k]), rounds_active=int(table["rounds_active"][k]),
+                recent=deque(recent, maxlen=maxlen))
+
     def load_state(self, state: dict) -> None:
         self.round = self.steps = state["round"]
-        for agent_id, agent_state in state["agents"].items():
-            self.users[agent_id].state = agent_state
+        if "ids" in state["agents"]:
+            self._load_agent_table(state["agents"])
+        else:  # a checkpoint of an older version: agent id -> AgentState
+            for agent_id, agent_state in state["agents"].items():
+                self.users[agent_id].state = agent_state
         self.rating_sum, self.rating_count = state["rating_sum"], state["rating_count"]
         self.pending, self.injected, self.promoted = state["pending"], state["injected"], state["promoted"]
         self.recommender = state["recommender"]
