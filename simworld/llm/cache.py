@@ -85,10 +85,12 @@ class ResponseCache:
     def put(self, key: str, entry: dict[str, Any]) -> dict[str, Any]:
         """Store an answer unless one is there already; return the stored one."""
         names = ("key", "created_at", *entry)
-        with self._lock:
-            self._conn.execute(f"INSERT OR IGNORE INTO responses ({', '.join(names)}) "
-                               f"VALUES ({', '.join('?' * len(names))})", (key, time.time(), *entry.values()))
-        return self.get(key)  # type: ignore[return-value]
+        with self._lock:  # one statement: the stored row comes back only if this insert made it
+            row = self._conn.execute(
+                f"INSERT INTO responses ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+                f"ON CONFLICT(key) DO NOTHING RETURNING {', '.join(_COLUMNS)}",
+                (key, time.time(), *entry.values())).fetchone()
+        return dict(zip(_COLUMNS, row)) if row is not None else self.get(key)  # type: ignore[return-value]
 
     def claim(self, key: str, run_id: str, after_round: int, session: str) -> bool:
         """Take over an answer `run_id` paid for after `after_round` in another session; True once."""

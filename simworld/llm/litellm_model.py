@@ -12,7 +12,8 @@ TypeError, a KeyError: a bug, ours or a library's) propagates unchanged.
 from __future__ import annotations
 
 import asyncio
-import copy
+import functools
+import json
 import os
 import time
 import warnings
@@ -22,7 +23,7 @@ from typing import Any
 from simworld.llm._lite import litellm
 from simworld.llm.config import DeploymentConfig, LLMConfig
 from simworld.llm.types import (
-    LLMError, LLMRequest, LLMRequestError, LLMResponse, LLMTransientError, LLMUsage, answer, redact,
+    LLMError, LLMRequest, LLMRequestError, LLMResponse, LLMTransientError, LLMUsage, answer, redact, schema_of,
 )
 
 # placeholder key sent to a keyless local server (api_base given, no api_key_env): the
@@ -34,12 +35,17 @@ _warned: set[tuple[str, str]] = set()
 
 
 def response_format_for(request: LLMRequest) -> dict[str, Any] | None:
-    schema = request.json_schema()
-    if schema is None:
+    if request.response_model is None:
         return None
-    name = request.response_model.__name__ if request.response_model else "answer"
-    # a copy: the schema is cached and shared, and providers' transforms may edit it
-    return {"type": "json_schema", "json_schema": {"name": name[:64], "schema": copy.deepcopy(schema), "strict": False}}
+    # a fresh copy each call: providers' transforms may edit it (json.loads copies faster than deepcopy)
+    return json.loads(_response_format_json(request.response_model))
+
+
+@functools.lru_cache(maxsize=1024)
+def _response_format_json(model: type) -> str:
+    schema = schema_of(model)  # type: ignore[arg-type]
+    return json.dumps({"type": "json_schema",
+                       "json_schema": {"name": model.__name__[:64], "schema": schema, "strict": False}})
 
 
 def unsupported_params(model: str) -> frozenset[str]:

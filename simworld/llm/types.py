@@ -22,6 +22,13 @@ from simworld.errors import SimworldError
 Message = Mapping[str, str]
 
 
+class _Messages(tuple):
+    """A request's messages once checked and normalised (a tuple of role/content dicts), so
+    that copies of the request made on its way down the stack skip the check."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class LLMRequest:
     """One chat completion request. `temperature`, `max_tokens` and `seed` left as None take
@@ -39,16 +46,19 @@ class LLMRequest:
     round: int | None = None
 
     def __post_init__(self) -> None:
+        if type(self.messages) is _Messages:  # a copy of a request (dataclasses.replace): checked already
+            return
         if not self.messages:
             raise ValueError("LLMRequest needs at least one message")
         if bad := [dict(m) for m in self.messages if "role" not in m or "content" not in m]:
             raise ValueError(f"each message needs 'role' and 'content', got {bad[0]!r}")
-        object.__setattr__(self, "messages", tuple({"role": str(m["role"]), "content": str(m["content"])}
-                                                   for m in self.messages))
+        object.__setattr__(self, "messages", _Messages({"role": str(m["role"]), "content": str(m["content"])}
+                                                       for m in self.messages))
 
     def with_defaults(self, **defaults: Any) -> LLMRequest:
         """Fill the parameters left as None (temperature, max_tokens, seed) with `defaults`."""
-        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+        changes = {k: v for k, v in defaults.items() if v is not None and getattr(self, k) is None}
+        return replace(self, **changes) if changes else self
 
     def json_schema(self) -> dict[str, Any] | None:
         """The JSON schema of `response_model`, or None for free text."""

@@ -79,11 +79,18 @@ class RetryingModel(ModelWrapper):
         if self.timeout_s is None:
             return await self.inner.complete(request)
         try:  # a little slack so the transport's own timeout (a clearer message) wins
-            return await asyncio.wait_for(self.inner.complete(request), self.timeout_s + 1.0)
+            async with asyncio.timeout(self.timeout_s + 1.0):  # no extra task, unlike wait_for
+                return await self.inner.complete(request)
         except TimeoutError:
             raise LLMTransientError(f"model call timed out after {self.timeout_s:g} s", kind="timeout") from None
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
+        # Most calls succeed at once: the first attempt runs without tenacity's machinery
+        # (a fifth of this layer's CPU per call), and only a transient failure starts it.
+        try:
+            return await self._attempt(request)
+        except LLMTransientError as exc:  # any other error goes through at once, as below
+            first: LLMTransientError | None = exc
         retrying = AsyncRetrying(retry=retry_if_exception_type(LLMTransientError), wait=self._wait,
                                  stop=stop_after_attempt(self.max_retries + 1))
         attempts = 0
@@ -91,6 +98,9 @@ class RetryingModel(ModelWrapper):
             async for attempt in retrying:
                 attempts = attempt.retry_state.attempt_number
                 with attempt:
+                    if first is not None:  # tenacity's attempt 1 is the one that failed above
+                        failed, first = first, None
+                        raise failed
                     response = await self._attempt(request)
         except RetryError as exc:
             last = exc.last_attempt.exception()
