@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from simworld.calibrate import fit_choice, fit_pareto_alpha, page_probabilities
+from simworld.calibrate import activity_counts, fit_activity_alpha, fit_choice, fit_pareto_alpha, page_probabilities
 from simworld.config import load_scenario
 from tests.test_cli import cli
 
@@ -25,6 +25,13 @@ def test_calibrate_recovers_known_constants_from_data_simulated_with_them():
     assert fit.page_contrast == pytest.approx(truth[2], rel=0.2)
     counts = (rng.pareto(1.5, size=5000) + 1.0) * 20  # Pareto type I, x_min 20, alpha 1.5
     assert fit_pareto_alpha(counts) == pytest.approx(1.5, rel=0.06)
+
+
+@pytest.mark.parametrize("alpha", [0.8, 1.5, 3.0])
+def test_the_activity_fit_recovers_the_tail_index_that_made_the_counts(alpha):
+    quantiles = (np.arange(600) + 0.5) / 600  # users at every activity percentile
+    counts = activity_counts(quantiles, alpha, 0.5, rounds=40, draws=1, seed=9)[0]  # one run's rounds acted
+    assert fit_activity_alpha(quantiles, counts, 0.5, rounds=40) == pytest.approx(alpha, rel=0.15)
 
 
 @pytest.mark.slow
