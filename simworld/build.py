@@ -17,6 +17,7 @@ from simworld.catalog import Catalog, load_bundled_catalog, load_csv_catalog
 from simworld.config import Scenario
 from simworld.embedding import Embedder, make_embedder
 from simworld.errors import SimworldError
+from simworld.execution import build_executor
 from simworld.plugins import import_object
 from simworld.population import Persona, movielens_personas, synthetic_personas
 from simworld.recommenders.base import Recommender, RecommenderContext
@@ -214,4 +215,5 @@ def build_parts(scenario: Scenario, run_id: str = "run", run_dir: Path | None = 
         stages=[*build_social(scenario, catalog, personas, streams, run_dir), *build_stages(scenario)],
         crowd=ground.crowd if ground is not None and ground.catalog is catalog else None,
         taste=ground.taste if ground is not None and ground.catalog is catalog else None,
+        executor=build_executor(scenario.execution, run_id),  # last: a Ray address is checked here
     )

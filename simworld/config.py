@@ -175,6 +175,33 @@ class StageSpec(Section):
         return self
 
 
+class ExecutionSpec(Section):
+    """Where the decide stage runs. The driver keeps the world, the recommender, memory and the
+    round barrier in every backend; only the agents' policies move to workers, and every backend
+    gives the same event log for the same seed and the same LLM answers."""
+
+    backend: Literal["local", "processes", "ray"] = Field(
+        "local", description="local: every policy decides in this process; processes: worker processes "
+        "on this machine (for LLM-heavy populations when one process's CPU is the bottleneck); ray: "
+        "shards as Ray actors, on the cluster at `address` or a local Ray started for the run")
+    workers: int = Field(2, ge=1, le=1024, description="processes: worker processes; ray: actors "
+                         "(each holds one or more shards)")
+    address: str | None = Field(None, description="ray: the cluster to join ('ray://host:10001' or "
+                                "'host:6379'); null: start a local Ray (only inside a loopback-only "
+                                "network namespace on machines without outside network, see README)")
+    shard_size: int = Field(500, ge=1, le=1_000_000, description="agents per shard at most; shards follow "
+                            "the social graph's communities when the scenario has one, else agent ids")
+
+    @model_validator(mode="after")
+    def _address_for_ray(self) -> "ExecutionSpec":
+        if self.address is not None and self.backend != "ray":
+            raise ValueError(f"address is given but backend is {self.backend!r}: set backend to 'ray', "
+                             "or remove address")
+        if self.address is not None and not self.address.strip():
+            raise ValueError("address is empty: give 'ray://host:10001' or 'host:6379', or null for a local Ray")
+        return self
+
+
 class OutputSpec(Section):
     dir: str = Field("runs", description="folder that holds run folders, relative to the working directory")
     run_id: str | None = Field(None, pattern=RUN_ID_PATTERN, max_length=MAX_NAME,
@@ -219,6 +246,8 @@ class Scenario(Section):
                                     "(activate, recommend, recall, observe, decide, apply, remember, reflect, "
                                     "forget, learn)")
     output: OutputSpec = Field(default_factory=OutputSpec)
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec, description="where the agents' policies "
+                                     "decide: this process, worker processes or Ray actors")
     base_dir: Annotated[str, Field(exclude=True)] = "."  # folder of the YAML file: relative paths start here
 
     @field_validator("policy", mode="before")

@@ -1,0 +1,161 @@
+"""Shards as Ray actors (execution.backend: ray): the driver joins the cluster at
+`execution.address`, or starts a local Ray for the run.
+
+A plain local Ray reaches off the machine (it probes cloud metadata addresses and binds to
+the external interface). So a local Ray is started only where this process sees no network
+interface but loopback (a loopback-only network namespace: README "Ray"), pinned to
+127.0.0.1, without the dashboard and with usage stats off; set SIMWORLD_RAY_ALLOW_NETWORK=1
+to start one on a machine where Ray may use the network. An address is checked with a plain
+TCP connect first: Ray itself waits minutes before it gives up on an unreachable one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from urllib.parse import urlsplit
+
+from simworld.config import ExecutionSpec
+from simworld.errors import SimworldError
+from simworld.execution.sharded import ShardedExecutor, WorkerDied
+from simworld.execution.wire import Reply, Request, ShardWorker, WorkerSetup
+
+ALLOW_NETWORK_ENV = "SIMWORLD_RAY_ALLOW_NETWORK"
+CONNECT_TIMEOUT_S = 5.0
+DEFAULT_PORTS = {"ray": 10001, "": 6379}  # Ray Client's port; the GCS port
+
+
+def check_address(address: str) -> None:
+    """SimworldError, one sentence, unless a TCP connect to the address's host and port succeeds."""
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    try:
+        host, port = parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        host, port = None, None
+    if parts.scheme not in ("", "ray") or not host or port is None:
+        raise SimworldError(f"execution.address {address!r} is not a Ray address: give 'ray://host:10001' "
+                            "(Ray Client) or 'host:6379' (a node of the cluster)")
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise SimworldError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start it there "
+                            "with `ray start --head` or check the address") from None
+
+
+def loopback_only() -> bool:
+    """True when this process sees no network interface but loopback."""
+    return all(name == "lo" for _, name in socket.if_nameindex())
+
+
+def connect(spec: ExecutionSpec) -> bool:
+    """Join the cluster at spec.address, or start a local Ray; False when this process had
+    already joined one (it is left as it is at the end of the run)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if spec.address is not None:
+        check_address(spec.address)
+        try:
+            ray.init(address=spec.address, logging_level=logging.WARNING, log_to_driver=False,
+                     configure_logging=False)
+        except (ConnectionError, RuntimeError) as exc:
+            raise SimworldError(f"could not join the Ray cluster at {spec.address}: {exc}") from None
+        return True
+    if not loopback_only() and os.environ.get(ALLOW_NETWORK_ENV) != "1":
+        raise SimworldError("a local Ray would reach off this machine (cloud metadata probes, the external "
+                            "interface): run inside a loopback-only network namespace (README, 'Run on Ray'), "
+                            f"give execution.address, or set {ALLOW_NETWORK_ENV}=1 where Ray may use the network")
+    ray.init(num_cpus=spec.workers, include_dashboard=False, _node_ip_address="127.0.0.1",
+             logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
+    return True
+
+
+_REMOTE = None
+
+
+def _remote_worker():
+    """ShardWorker as a Ray actor class (made once; not restarted by Ray: the driver does it)."""
+    global _REMOTE
+    if _REMOTE is None:
+        import ray
+
+        _REMOTE = ray.remote(max_restarts=0)(ShardWorker)
+    return _REMOTE
+
+
+class RayHost:
+    """One Ray actor holding a worker's shards."""
+
+    def __init__(self, setup: WorkerSetup, index: int):
+        self.setup, self.index = setup, index
+        self.pid: int | None = None
+        self._launch()
+
+    def _launch(self) -> None:
+        self.actor = _remote_worker().remote(self.setup)
+        self._ready = self.actor.ready.remote()
+
+    def wait_ready(self) -> None:
+        import ray
+
+        try:
+            self.pid = ray.get(self._ready)
+        except ray.exceptions.RayError as exc:
+            raise SimworldError(f"Ray actor {self.index} could not build its agents: "
+                                f"{str(exc).strip().splitlines()[-1]}") from None
+
+    def _call(self, request: Request) -> Reply:
+        import ray
+
+        try:
+            return ray.get(self.actor.decide.remote(request))
+        except ray.exceptions.RayActorError as exc:
+            raise WorkerDied(f"actor {self.index} (pid {self.pid}) died: {type(exc).__name__}") from None
+
+    async def ask(self, request: Request) -> Reply:
+        return await asyncio.to_thread(self._call, request)
+
+    def restart(self) -> None:
+        self.close()
+        self._launch()
+        self.wait_ready()
+
+    def close(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            ray.kill(self.actor, no_restart=True)
+
+
+class RayExecutor(ShardedExecutor):
+    """The shards as `workers` Ray actors; Ray is joined (or started) when the world is built,
+    so an unreachable address fails before the first round."""
+
+    backend = "ray"
+
+    def __init__(self, spec: ExecutionSpec, run_id: str):
+        super().__init__(spec, run_id)
+        self._joined = connect(spec)
+
+    def new_hosts(self, setups: list[WorkerSetup]) -> list[RayHost]:
+        hosts = [RayHost(setup, i) for i, setup in enumerate(setups)]
+        try:
+            for host in hosts:
+                host.wait_ready()
+        except BaseException:
+            for host in hosts:
+                host.close()
+            raise
+        return hosts
+
+    def close(self) -> None:
+        import ray
+
+        super().close()
+        if self._joined and ray.is_initialized():
+            ray.shutdown()  # leaves the cluster; a local Ray started for the run stops with it
