@@ -98,19 +98,54 @@ def _print_summary(run_dir: Path) -> None:
     console.print(f"run folder: {run_dir}")
 
 
+LOCAL_RAY = "local"  # `--ray` given without an address (main() puts it in), or `--ray local`
+
+
+def _ray_alone(argv: list[str]) -> list[str]:
+    """The arguments with `--ray` given alone (last, or before another option) made `--ray local`:
+    an option of the command line library takes a value or none, not either."""
+    out = []
+    for k, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--ray" and (k + 1 == len(argv) or argv[k + 1].startswith("-")):
+            out.append(LOCAL_RAY)
+    return out
+
+
+def _execution_settings(ray: str | None, workers: int | None) -> dict:
+    """The scenario's `execution:` settings that --ray and --workers ask for."""
+    settings: dict = {}
+    if ray is not None:
+        settings = {"execution.backend": "ray", "execution.address": None if ray == LOCAL_RAY else ray}
+    elif workers is not None:
+        settings = {"execution.backend": "processes"}
+    if workers is not None:
+        settings["execution.workers"] = workers
+    return settings
+
+
 @app.command()
 def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
         rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="override the number of rounds"),
         seed: Optional[int] = typer.Option(None, "--seed", min=0, help="override the seed"),
         out: Optional[Path] = typer.Option(None, "--out", help="folder for run folders (default: the scenario's output.dir)"),
-        run_id: Optional[str] = typer.Option(None, "--run-id", help="fixed run id")) -> None:
+        run_id: Optional[str] = typer.Option(None, "--run-id", help="fixed run id"),
+        ray: Optional[str] = typer.Option(
+            None, "--ray", metavar="[ADDRESS]",
+            help="decide in Ray actors: on the cluster at ADDRESS (ray://host:10001 or host:6379), or, given "
+                 "alone, in a local Ray (only inside a loopback-only network namespace here: see README)"),
+        workers: Optional[int] = typer.Option(
+            None, "--workers", min=1, help="decide in N worker processes (with --ray: N actors)")) -> None:
     """Run a scenario to the end and write its run folder."""
     from simworld import runner
-    from simworld.config import run_id_problem
+    from simworld.config import load_scenario, run_id_problem
 
     try:
         if run_id is not None and (problem := run_id_problem(run_id)):
             raise SimworldError(f"--run-id {problem}")
+        execution = _execution_settings(ray, workers)
+        if execution:
+            scenario = load_scenario(scenario).with_settings(execution)
         sim = runner.start(scenario, out_dir=out, run_id=run_id, rounds=rounds, seed=seed)
         _run_with_progress(sim)
     except SimworldError as exc:
@@ -536,7 +571,7 @@ def ui(port: int = typer.Option(8501, "--port", help="port for the viewer"),
 
 
 def main() -> None:
-    app()
+    app(args=_ray_alone(sys.argv[1:]))
 
 
 if __name__ == "__main__":
