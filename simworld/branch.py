@@ -143,6 +143,11 @@ def _difference(old: Any, new: Any, path: str) -> tuple[str, Any] | None:
     return None if old == new else (path, old)
 
 
+def setting_value(scenario: Scenario, dotted: str) -> Any:
+    """A scenario's value at a dotted key (`recommender.name`), None where there is none."""
+    return _get(scenario.model_dump(mode="json"), dotted)
+
+
 def _get(data: Any, dotted: str) -> Any:
     for key in dotted.split("."):
         data = data.get(key) if isinstance(data, dict) else None

@@ -1,4 +1,4 @@
-"""app.py under Streamlit's AppTest: start, step, pause, inspect, edit, inject, broken YAML, interview."""
+"""app.py under Streamlit's AppTest: start, step, pause, inspect, edit, inject, broken YAML, interview, branch."""
 
 from __future__ import annotations
 
@@ -261,3 +261,45 @@ def test_social_run_shows_graph_cascades_chats_and_friends(app):
     assert not app.exception, app.exception
     shown = texts(app)
     assert "Friends (" in shown and "sw-chat" in shown
+
+
+def open_finished_run(app, tmp_path):
+    parent = runner.run_scenario(tmp_path / "scenarios" / "small.yaml", out_dir=tmp_path / "runs", run_id="parent")
+    app.run()
+    app.button(key="open_run").click().run()
+    app.button_group(key="view").set_value("branch").run()
+    assert not app.exception, app.exception
+    return parent
+
+
+def test_branch_from_the_round_slider_opens_the_new_run(app, tmp_path):
+    parent = open_finished_run(app, tmp_path)
+    app.select_slider(key="branch_round").set_value(2).run()
+    app.selectbox(key="branch_setting").set_value("recommender.name").run()
+    assert "now: popularity" in app.text_input(key="branch_value").placeholder
+    app.text_input(key="branch_value").input("mf").run()
+    app.button(key="branch_go").click().run()
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    ctl = controller(app)
+    assert ctl.run_dir == tmp_path / "runs" / "parent-branch-r2"  # the branch is the run on show, live
+    assert ctl.wait(60).state == FINISHED
+    app.run()
+    assert "branch of parent after round 2" in texts(app)
+    summary = recorder.read_summary(ctl.run_dir)
+    assert summary["recommender"] == "mf" and summary["branch"]["round"] == 2
+    mine, theirs = recorder.read_events(ctl.run_dir), recorder.read_events(parent)
+    assert mine.filter(pl.col("round") <= 2).drop("run_id").equals(theirs.filter(pl.col("round") <= 2).drop("run_id"))
+
+
+def test_a_branch_with_a_bad_value_shows_one_problem_and_opens_nothing(app, tmp_path):
+    open_finished_run(app, tmp_path)
+    app.selectbox(key="branch_setting").set_value(app.selectbox(key="branch_setting").options[-1]).run()
+    app.text_input(key="branch_key").input("population.size").run()
+    app.text_input(key="branch_value").input("7").run()
+    app.button(key="branch_go").click().run()
+    assert not app.exception, app.exception
+    message = " ".join(e.value for e in app.error)
+    assert "population.size cannot change in a branch" in message and "Traceback" not in message
+    assert "controller" not in app.session_state or app.session_state["controller"] is None
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["parent"]

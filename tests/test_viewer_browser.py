@@ -74,10 +74,35 @@ def test_start_a_run_in_chromium_and_see_chart_and_feed(tmp_path):
         page.wait_for_selector(harness.view_selector("inspector"))
         page.wait_for_timeout(800)
         page.screenshot(path=str(ARTIFACTS / "viewer-inspector.png"), full_page=True)
+        _branch_from_the_slider(page)
         assert "Traceback" not in page.content()
     log = (tmp_path / "streamlit.log").read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
-    assert list((tmp_path / "runs").glob("e2e-small-*/events.parquet"))
+    assert len(list((tmp_path / "runs").glob("e2e-small-*/events.parquet"))) == 2  # the run and its branch
+    assert len(list((tmp_path / "runs").glob("e2e-small-*-branch-r3/events.parquet"))) == 1
+
+
+def _branch_from_the_slider(page) -> None:
+    """Pull the Branch page's round slider back from 5 to 3, set recommender.name to mf, press
+    Branch: the branch opens as the live run and runs to its end."""
+    harness.click_view(page, "Branch")
+    thumb = page.locator('.st-key-branch_round input[type="range"]')  # the slider's thumb, for the keyboard
+    thumb.wait_for(state="attached")
+    for shown in (4, 3):
+        thumb.focus()
+        thumb.press("ArrowLeft")
+        page.wait_for_selector(f".st-key-branch_go button:has-text('after round {shown}')")
+    value = page.locator(".st-key-branch_value input")
+    value.fill("mf")
+    value.press("Enter")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "viewer-branch.png"), full_page=True)
+    page.locator(".st-key-branch_go button").click()
+    page.wait_for_function("() => [...document.querySelectorAll('.sw-pill')]"
+                           ".some(e => e.textContent.trim().endsWith('after round 3'))", timeout=90_000)
+    page.wait_for_function("() => [...document.querySelectorAll('.sw-pill')]"
+                           ".some(e => e.textContent.trim() === 'finished')", timeout=90_000)
+    assert "-branch-r3" in page.locator("h3").first.inner_text()
 
 
 CRS = """

@@ -73,6 +73,32 @@ def _open(path: Path, live: bool) -> None:
         st.session_state[OPENED] = str(path)  # a live run of this session keeps going meanwhile
 
 
+def branch(run_dir: Path) -> None:
+    """The Branch page's button: branch `run_dir` after the chosen round with the one changed
+    setting, and show the branch as this session's live run."""
+    from simworld.branch import parse_settings
+
+    st.session_state.pop(PROBLEMS, None)
+    key = st.session_state.get("branch_setting")
+    if key == OTHER_SETTING:
+        key = (st.session_state.get("branch_key") or "").strip()
+    try:
+        if not key:
+            raise SimworldError("name the setting to change, e.g. recommender.name")
+        settings = parse_settings([f"{key}={st.session_state.get('branch_value') or ''}"])
+        ctl = RunController.branch(run_dir, int(st.session_state.get("branch_round") or 0), settings,
+                                   rounds=st.session_state.get("branch_rounds") or None,
+                                   pace_s=float(st.session_state.get("pace_s") or 0.0))
+    except SimworldError as exc:
+        _set_problems(f"Cannot branch {run_dir.name}", [str(exc)])
+        return
+    _replace_controller(ctl)
+    st.session_state.pop(OPENED, None)
+
+
+OTHER_SETTING = "other (type its dotted key)"
+
+
 def _load_text() -> None:
     """Refill the editor when another scenario file is picked."""
     files = scenarios.scenario_files()

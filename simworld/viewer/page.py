@@ -129,6 +129,9 @@ def _status_bar(run_dir: Path, status: Status | None) -> None:
              f'<span class="sw-pill">{s.get("agents", "?")} agents · {s.get("recommender", "?")} · '
              f'{s.get("policy", "?")} policy</span>',
              f'<span class="sw-pill">{s.get("watches", 0)} watches</span>']
+    if s.get("branch"):
+        pills.append(f'<span class="sw-pill">branch of {html.escape(str(s["branch"]["parent_run_id"]))} after round '
+                     f'{int(s["branch"]["round"])}</span>')
     if s.get("mean_rating") is not None:
         pills.append(f'<span class="sw-pill">mean rating {s["mean_rating"]:.2f}</span>')
     if busy:

@@ -92,6 +92,19 @@ class RunController:
             ctl.play()
         return ctl
 
+    @classmethod
+    def branch(cls, run_dir: str | Path, round_no: int, settings: dict[str, Any], *, rounds: int | None = None,
+               pace_s: float = 0.0, autoplay: bool = True) -> "RunController":
+        """Branch a run after a completed round with changed settings (simworld/branch.py: its
+        rounds up to there are replayed from the cache first), then play the branch."""
+        from simworld.branch import start_branch
+
+        sim = start_branch(run_dir, round_no, settings, rounds=rounds)
+        ctl = cls(sim, pace_s=pace_s)
+        if autoplay:
+            ctl.play()
+        return ctl
+
     # -- reading ----------------------------------------------------------------------------
     def status(self) -> Status:
         with self._cond:
