@@ -111,12 +111,28 @@ class RunningMetrics:
         self.genre_counts: dict[int, np.ndarray] = {}  # agent -> genre counts, in order of first watch
         self.entropy: dict[int, float] = {}  # agent -> normalised genre entropy (NaN: no genre yet)
         self._genres = (catalog.genre_matrix > 0).astype(np.float64)
+        self._order = np.argsort(catalog.ids, kind="stable")  # catalog ids -> rows, for whole arrays
+        self._sorted_ids = catalog.ids[self._order]
+
+    def rows(self, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(catalog rows of the ids that are in the catalog, in order; which ids those were)."""
+        item_ids = np.asarray(item_ids, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted_ids, item_ids), len(self._sorted_ids) - 1)
+        known = self._sorted_ids[pos] == item_ids
+        return self._order[pos[known]], known
+
+    def _page_rows(self, events: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(catalog rows of every known item shown on a page, in order; the page each came from,
+        numbered in the order of the page rows)."""
+        items = (_pages(events).select(pl.col("items")).with_row_index("page").explode("items")
+                 .drop_nulls("items"))
+        rows, known = self.rows(items["items"].to_numpy())
+        return rows, items["page"].to_numpy()[known]
 
     def absorb(self, events: pl.DataFrame) -> None:
         """Add events (one round, or a resumed run's whole history in order) to the aggregates."""
-        shown = _known(_shown_items(events), self.catalog)
-        if shown:
-            np.add.at(self.exposure, self.catalog.rows(shown), 1.0)
+        rows, _ = self._page_rows(events)
+        self.exposure += np.bincount(rows, minlength=len(self.exposure))
         watches = events.filter(pl.col("action") == "watch")
         changed: dict[int, None] = {}
         catalog = self.catalog
@@ -140,22 +156,21 @@ class RunningMetrics:
         """Absorb one round and return its metrics (the same numbers as `round_metrics`)."""
         self.absorb(events_of_round)
         catalog, n = self.catalog, len(self.catalog)
-        pages = _pages(events_of_round)
         watches = events_of_round.filter(pl.col("action") == "watch")
-        page_items = pages["items"].to_list()
-        shown_now = _known([i for items in page_items for i in items], catalog)
-        rows_now = catalog.rows(shown_now) if shown_now else np.zeros(0, dtype=np.int64)
+        rows_now, page_of = self._page_rows(events_of_round)
+        shown_now = len(rows_now) > 0
+        exposure_now = np.bincount(rows_now, minlength=n).astype(np.float64)
         p = (self.watchers + 1.0) / (len(self.watch_agents) + 1.0)
         entropies = [v for v in self.entropy.values() if not math.isnan(v)]
         return {
-            "impressions": float(len(shown_now)),
+            "impressions": float(len(rows_now)),
             "watches": float(watches.height),
             "ctr": fast_click_through(events_of_round),
             "mean_rating": mean_rating(events_of_round),
-            "intra_list_diversity": fast_intra_list_diversity(page_items, catalog),
+            "intra_list_diversity": fast_intra_list_diversity(rows_now, page_of, catalog),
             "coverage": int(np.count_nonzero(self.exposure)) / n,
-            "coverage_round": len(set(shown_now)) / n,
-            "exposure_gini": gini(exposure(shown_now, catalog)) if shown_now else math.nan,
+            "coverage_round": int(np.count_nonzero(exposure_now)) / n,
+            "exposure_gini": gini(exposure_now) if shown_now else math.nan,
             "exposure_gini_cumulative": gini(self.exposure) if self.exposure.any() else math.nan,
             "novelty": float(np.mean(-np.log2(p[rows_now]))) if shown_now else math.nan,
             "popularity_bias": float(np.mean(popularity_percentile(self.watchers)[rows_now])) if shown_now
@@ -186,18 +201,18 @@ def fast_click_through(events: pl.DataFrame) -> float:
     return watches.join(shown, on=["agent_id", "item_id"], how="semi").height / impressions
 
 
-def fast_intra_list_diversity(pages: Sequence[Sequence[int]], catalog: Catalog) -> float:
-    """`intra_list_diversity` for many pages at once: the sum of a page's pairwise cosines is
+def fast_intra_list_diversity(rows: np.ndarray, page_of: np.ndarray, catalog: Catalog) -> float:
+    """`intra_list_diversity` of pages given as the catalog rows of their known items and the
+    (non-decreasing) page number of each: the sum of a page's pairwise cosines is
     |sum of its vectors|^2 - sum of |vector|^2 (equal to the loop's value up to rounding)."""
-    gm = catalog.genre_matrix.astype(np.float64)
-    known = [_known(page, catalog) for page in pages]
-    lengths = np.array([len(ids) for ids in known], dtype=np.int64)
-    keep = lengths >= 2
-    if not keep.any():
+    if len(rows) == 0:
         return math.nan
-    ids = [i for ids, k in zip(known, keep) if k for i in ids]
-    vectors = gm[catalog.rows(ids)]
-    m = lengths[keep]
+    lengths = np.bincount(page_of)
+    keep = np.repeat(lengths >= 2, lengths)
+    m = lengths[lengths >= 2]
+    if len(m) == 0:
+        return math.nan
+    vectors = catalog.genre_matrix.astype(np.float64)[rows[keep]]
     starts = np.concatenate(([0], np.cumsum(m)[:-1]))
     total = np.add.reduceat(vectors, starts, axis=0)
     self_sims = np.add.reduceat((vectors * vectors).sum(axis=1), starts)

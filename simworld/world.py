@@ -140,12 +140,15 @@ class SimWorld(mesa.Model):
         extra = max((len(unlearned.get(a, ())) for a in agent_ids), default=0)
         ranked = self.recommender.recommend(agent_ids, k + extra, exclude_seen=True)
         out = {}
+        catalog, size = self.catalog, spec.page_size
         for agent_id, items in zip(agent_ids, ranked):
-            pinned = [i for i in self.promoted.get(agent_id, ()) if i in self.catalog]
-            skip = set(pinned) | unlearned.get(agent_id, set())
-            items = (pinned + [i for i in items if i not in skip])[:k]
-            known = [self.catalog.get(i) for i in items if i in self.catalog]
-            out[agent_id] = tuple(tuple(known[s:s + spec.page_size]) for s in range(0, len(known), spec.page_size))
+            promoted, unseen = self.promoted.get(agent_id), unlearned.get(agent_id)
+            if promoted or unseen:
+                pinned = [i for i in promoted or () if i in catalog]
+                skip = set(pinned) | (unseen or set())
+                items = pinned + [i for i in items if i not in skip]
+            known = [catalog.get(i) for i in items[:k] if i in catalog]
+            out[agent_id] = tuple(tuple(known[s:s + size]) for s in range(0, len(known), size))
         return out
 
     def _unlearned_watches(self) -> dict[int, set[int]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,3 +181,112 @@ def test_any_valid_constants_give_a_valid_decision(catalog, values, seed):
     action = policy.decide_now(obs)
     for watch in watches_of(action):
         assert 0.5 <= watch.rating <= 5.0 and (watch.rating * 2).is_integer()
+
+
+# -- decide_batch: the whole round's agents at once, the same actions as one at a time ------------
+
+def round_observations(sim) -> list[Observation]:
+    """The observations the next round of a live run hands to decide (its stages up to observe)."""
+    from simworld.events import EventBuilder
+    from simworld.stages import Round
+
+    world = sim.world
+    rnd = Round(number=world.round + 1, events=EventBuilder(world.run_id, world.round + 1))
+    for name in ("activate", "recommend", "recall", "observe"):
+        world.schedule[name].run(world, rnd)
+    return rnd.observations
+
+
+def with_fresh_rngs(observations: list[Observation], seed: int = 5) -> list[Observation]:
+    """Copies that draw the same numbers from the start (deciding consumes an observation's rng)."""
+    return [replace(o, rng=np.random.default_rng([seed, o.agent_id])) for o in observations]
+
+
+def with_word_of_mouth(observations: list[Observation], catalog) -> list[Observation]:
+    """Every third agent heard of films from friends (some on its pages, some not), with a chance
+    of looking the best one up; the social layer's extras."""
+    out = []
+    for k, o in enumerate(observations):
+        if k % 3:
+            out.append(o)
+            continue
+        on_page = [item.item_id for page in o.pages for item in page][:2]
+        heard = {i: 1.5 - 0.5 * j for j, i in enumerate([*on_page, int(catalog.ids[k % len(catalog)])])}
+        out.append(replace(o, extra={**o.extra, "heard": heard, "lookup": 0.6 if k % 2 else 0.0}))
+    return out
+
+
+def assert_batch_equals_one_at_a_time(policy: RulePolicy, observations: list[Observation]) -> list:
+    one_by_one = [policy.decide_now(o) for o in with_fresh_rngs(observations)]
+    batch = policy.decide_batch(with_fresh_rngs(observations))
+    assert len(batch) == len(one_by_one)
+    for single, batched in zip(one_by_one, batch):
+        assert batched == single
+    # and through the decide stage's entry point, with the coroutine path as the reference
+    from simworld.decide import decide_actions
+
+    class OneAtATime:  # the policy without decide_batch: decide_actions awaits `decide` per agent
+        async def decide(self, obs):
+            return await policy.decide(obs)
+
+    def gather(coroutines):
+        async def run():
+            return await asyncio.gather(*coroutines)
+        return asyncio.run(run())
+
+    staged = decide_actions(lambda _: policy, with_fresh_rngs(observations), gather)
+    awaited = decide_actions(lambda _: OneAtATime(), with_fresh_rngs(observations), gather)
+    assert staged == awaited == one_by_one
+    return one_by_one
+
+
+def kinds_and_watches(actions) -> tuple[set[str], int]:
+    return {type(a).__name__ for a in actions}, sum(len(watches_of(a)) for a in actions)
+
+
+@pytest.mark.parametrize("contrast", [0.0, 2.5])
+def test_decide_batch_equals_deciding_one_at_a_time_for_synthetic_users(tmp_path, contrast):
+    from simworld import runner
+    from simworld.config import parse_scenario
+
+    scenario = parse_scenario({
+        "name": "batch", "seed": 3, "rounds": 6, "population": {"size": 300},
+        "activity": {"model": "pareto", "probability": 0.6},
+        "recommender": {"name": "popularity", "page_size": 8, "max_pages": 3},
+        "policy": {"kind": "rule", "rule": {"page_contrast": contrast, "search_rate": 0.2}},
+    })
+    sim = runner.start(scenario, out_dir=tmp_path, run_id="batch")
+    try:
+        for _ in range(3):  # the crowd has rated films, agents have watched some (repeats are penalised)
+            sim.step()
+        observations = with_word_of_mouth(round_observations(sim), sim.world.catalog)
+        policy = RulePolicy(scenario.policy.rule)
+        actions = assert_batch_equals_one_at_a_time(policy, observations)
+    finally:
+        sim.close()
+    kinds, watches = kinds_and_watches(actions)
+    assert kinds == {"BrowseAction", "SearchAction", "IdleAction"} and watches > 50
+    assert any(o.extra.get("heard") for o in observations) and any(o.watched for o in observations)
+    # hand-built observations without the round's shared item means fall back to item_mean_rating
+    bare = [replace(o, item_means=None) for o in observations[:40]]
+    assert policy.decide_batch(with_fresh_rngs(bare)) == policy.decide_batch(with_fresh_rngs(observations[:40]))
+
+
+def test_decide_batch_equals_deciding_one_at_a_time_for_movielens_users(movielens_small, tmp_path):
+    from simworld import runner
+    from simworld.config import load_scenario
+
+    scenario = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "movielens.yaml")
+    scenario = scenario.with_overrides(rounds=4, population={**scenario.population.model_dump(), "size": 60},
+                                       catalog={**scenario.catalog.model_dump(), "path": str(movielens_small)},
+                                       recommender={**scenario.recommender.model_dump(), "name": "popularity"})
+    sim = runner.start(scenario, out_dir=tmp_path, run_id="grounded")
+    try:
+        sim.step()
+        observations = with_word_of_mouth(round_observations(sim), sim.world.catalog)
+        assert observations and all(o.user_taste is not None for o in observations)
+        policy = RulePolicy(scenario.policy.rule)
+        actions = assert_batch_equals_one_at_a_time(policy, observations)
+    finally:
+        sim.close()
+    assert kinds_and_watches(actions)[1] > 0
