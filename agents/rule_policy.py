@@ -231,14 +231,12 @@ class RulePolicy:
         for item, log_odds, utility in zip(page, x.tolist(), u.tolist()):
             if len(watches) < cap and rng.random() < sigmoid(log_odds):
                 rating = self._rating(obs, item, utility)
-                # valid by construction: built without pydantic's validation (equal to a validated one)
-                watches.append(Watch.model_construct(item_id=item.item_id, rating=rating,
-                                                     feeling=self.feeling(obs, item, rating)))
+                watches.append(Watch(item_id=item.item_id, rating=rating, feeling=self.feeling(obs, item, rating)))
         best = max(0.0, float(u.max())) if len(page) else 0.0
         # A page that offered something good (or that gave nothing to watch) invites one more look.
         go_on = s.continue_bias + 2.0 * (best - s.watch_threshold) - s.page_fatigue * pages_seen - 0.5 * len(watches)
         then = "next_page" if allow_next and rng.random() < sigmoid(go_on) else "leave"
-        return PageDecision.model_construct(watches=watches, then=then)
+        return PageDecision(watches=watches, then=then)
 
     def feeling(self, obs: Observation, item: Item, rating: float) -> str:
         band = "high" if rating >= 4 else "mid" if rating >= 2.5 else "low"

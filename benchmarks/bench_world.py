@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--social", action="store_true", help="the social layer (taste-SBM friend graph, degree 6)")
     args = ap.parse_args()
     scenario = parse_scenario(scenario_for(args))
-    console = Console()
+    console = Console(width=120)
     recording: dict[str, list[float]] = defaultdict(list)
     steps: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:

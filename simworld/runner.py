@@ -3,6 +3,7 @@ pause, edit, inject, finish, resume). The CLI, the viewer and notebooks only cal
 
 from __future__ import annotations
 
+import gc
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -47,7 +48,19 @@ class Simulation:
 
     # -- stepping ---------------------------------------------------------------------------
     def step(self) -> tuple[RoundResult, dict]:
-        """One round: run it, record it, commit it."""
+        """One round: run it, record it, commit it. Python's cyclic garbage collector pauses
+        meanwhile: a world of 10,000 agents holds millions of objects, and the full collections
+        that a round's allocations set off took a third of its time (reference counting still
+        frees what the round drops; the collector resumes after it)."""
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._step()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _step(self) -> tuple[RoundResult, dict]:
         llm = self.world.llm
         llm_before = llm.summary() if llm is not None else None
         result = self.world.run_round()

@@ -68,6 +68,7 @@ class SimWorld(mesa.Model):
         self.memory = parts.memory
         self.executor = parts.executor if parts.executor is not None else LocalExecutor()
         self.round = 0  # rounds completed
+        self._items_by_id = {item.item_id: item for item in self.catalog.items}  # one lookup per listed film
         genres = self.catalog.genres
         for persona in sorted(parts.personas, key=lambda p: p.agent_id):
             UserAgent(self, AgentState(persona=persona, taste=persona.taste_vector(genres)), parts.policy_for(persona))
@@ -140,14 +141,14 @@ class SimWorld(mesa.Model):
         extra = max((len(unlearned.get(a, ())) for a in agent_ids), default=0)
         ranked = self.recommender.recommend(agent_ids, k + extra, exclude_seen=True)
         out = {}
-        catalog, size = self.catalog, spec.page_size
+        catalog, size, item_of = self.catalog, spec.page_size, self._items_by_id
         for agent_id, items in zip(agent_ids, ranked):
             promoted, unseen = self.promoted.get(agent_id), unlearned.get(agent_id)
             if promoted or unseen:
                 pinned = [i for i in promoted or () if i in catalog]
                 skip = set(pinned) | (unseen or set())
                 items = pinned + [i for i in items if i not in skip]
-            known = [catalog.get(i) for i in items[:k] if i in catalog]
+            known = [item for i in items[:k] if (item := item_of.get(i)) is not None]
             out[agent_id] = tuple(tuple(known[s:s + size]) for s in range(0, len(known), size))
         return out
 

@@ -149,3 +149,27 @@ def test_the_checkpoint_holds_agents_as_arrays_and_only_edited_personas(tmp_path
         assert len(dump_state(sim.world.state_dict(), sim.world.shared_objects())) < 5_000_000
     finally:
         sim.close()
+
+
+@pytest.mark.parametrize("window", [None, 2])
+def test_the_popularity_ranking_equals_the_base_class_ranking(window):
+    """PopularityRecommender.recommend is a faster copy of ScoringRecommender.recommend."""
+    from simworld.catalog import load_bundled_catalog
+    from simworld.recommenders.base import RecommenderContext, ScoringRecommender
+    from simworld.recommenders.baselines import PopularityConfig, PopularityRecommender
+
+    catalog = load_bundled_catalog()
+    rng = np.random.default_rng(4)
+    rec = PopularityRecommender(PopularityConfig(window=window), RecommenderContext(catalog, seed=2))
+    ids = catalog.ids
+    for round_no in range(1, 4):
+        n = 3000
+        rec.update(pl.DataFrame({"user_id": rng.integers(0, 400, n), "item_id": ids[rng.integers(0, 60, n)],
+                                 "rating": rng.integers(1, 6, n).astype(float), "round": [round_no] * n}))
+    # one user has seen all but five films: fewer than k are left for them
+    rec.update(pl.DataFrame({"user_id": [7] * (len(ids) - 5), "item_id": ids[5:], "rating": 3.0, "round": 4}))
+    users = [7, *range(0, 400, 3), 10_000]
+    for k in (1, 30, len(ids) + 3):
+        for exclude in (True, False):
+            assert rec.recommend(users, k, exclude) == ScoringRecommender.recommend(rec, users, k, exclude)
+    assert len(rec.recommend([7], 30)[0]) <= 5
