@@ -1,12 +1,17 @@
-"""LLM layer figures: concurrency efficiency, cached replay speed-up, embedded model speed.
+"""LLM layer figures: the stack's overhead next to the raw client, cached replay, tokens, embedded model.
 
-    python benchmarks/bench_llm_concurrency.py [--calls 200] [--concurrency 64] [--latency 0.2]
+    python benchmarks/bench_llm_concurrency.py [--calls 200] [--concurrency 16 64] [--latency 0.2] [--repeats 3]
 
-1. `calls` concurrent structured calls through the full wrapper stack (ledger, cache,
-   retry, limiter, litellm) to an OpenAI-protocol test server (in its own process) that
-   answers after `latency` seconds. Reports the round's wall time and its ratio to the
-   physical floor ceil(calls / concurrency) * latency (target <= 1.11).
-2. The same round again: every call a cache hit. Reports the speed-up (target >= 20x).
+1. Overhead, in one run and against one OpenAI-protocol test server (its own process) that
+   answers after `latency` seconds: rounds of `calls` structured calls (JSON schema asked
+   for, the answer validated into a pydantic model) at each concurrency, through
+   (a) the raw `openai` AsyncOpenAI client, (b) `litellm.acompletion` alone, (c) simworld's
+   whole stack (ledger, cache, retry, limiter, litellm). The three take turns, `repeats`
+   rounds each, every call a fresh prompt. Reports the median wall time's ratio to the
+   physical floor ceil(calls / concurrency) * latency, the stack's ratio to the raw client
+   (target <= 1.2), and the CPU milliseconds this process spends per call (all its threads;
+   the server's CPU is not counted).
+2. The stack's round again: every call a cache hit. Reports the speed-up (target >= 20x).
 3. Tokens of a real run: a world of LLM-driven agents (every decision by the LLM, with
    agent memory) against the test server counting tokens with gpt-4o-mini's tokenizer.
    Reports prompt tokens per decision call (target <= 1,200) and LLM tokens per active
@@ -21,10 +26,12 @@ import argparse
 import asyncio
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pydantic
@@ -33,7 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from simworld.llm import LLMConfig, LLMRequest, build_language_model, read_ledger  # noqa: E402
+from simworld.llm import LLMConfig, LLMRequest, build_language_model, read_ledger
+from simworld.llm.litellm_model import response_format_for
+
+MODEL = "gpt-4o-mini"  # a model litellm knows (its price lookup is a dict hit, as with a real hosted model)
 
 
 class Decision(pydantic.BaseModel):
@@ -58,6 +68,7 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "tests" / "openai_server.py"), "--latency", str(latency)],
         stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # a client closing kept-alive connections at exit is no news
         text=True,
     )
     line = proc.stdout.readline().split()
@@ -67,33 +78,114 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{line[1]}/v1"
 
 
-async def concurrency_figures(calls: int, concurrency: int, latency: float) -> None:
+Call = Callable[[LLMRequest], Awaitable[object]]
+
+
+def raw_client(url: str, concurrency: int) -> Call:
+    """The raw openai AsyncOpenAI client: the same request, the answer validated the same way."""
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url, api_key="no-key", max_retries=0)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def call(req: LLMRequest) -> object:
+        async with sem:
+            reply = await client.chat.completions.create(
+                model=MODEL, messages=[dict(m) for m in req.messages], temperature=0.7, max_tokens=256,
+                response_format=response_format_for(req))
+        return Decision.model_validate_json(reply.choices[0].message.content)
+
+    return call
+
+
+def litellm_alone(url: str, concurrency: int) -> Call:
+    """`litellm.acompletion` with the same request, its own retries off, nothing around it."""
+    from simworld.llm._lite import litellm
+
+    lt = litellm()
+    sem = asyncio.Semaphore(concurrency)
+
+    async def call(req: LLMRequest) -> object:
+        async with sem:
+            reply = await lt.acompletion(
+                model=f"openai/{MODEL}", api_base=url, api_key="no-key", messages=[dict(m) for m in req.messages],
+                temperature=0.7, max_tokens=256, response_format=response_format_for(req), num_retries=0,
+                max_retries=0)
+        return Decision.model_validate_json(reply.choices[0].message.content)
+
+    return call
+
+
+async def timed_round(call: Call, first: int, calls: int) -> tuple[float, float]:
+    """Wall seconds and process CPU seconds of `calls` concurrent fresh calls."""
+    cpu, started = time.process_time(), time.perf_counter()
+    replies = await asyncio.gather(*(call(request(first + i)) for i in range(calls)))
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    assert all(r is not None for r in replies)
+    return wall, cpu
+
+
+async def overhead_figures(calls: int, concurrencies: list[int], latency: float, repeats: int, tmp: Path) -> None:
     proc, url = start_server(latency)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            # a model litellm knows (its price lookup is a dict hit, as with a real hosted model)
-            cfg = LLMConfig(model="openai/gpt-4o-mini", api_base=url, concurrency=concurrency, cache=True)
-            llm = build_language_model(cfg, Path(tmp) / "bench", run_id="bench")
-            # warm up: litellm import, HTTP client and connections (not part of a round)
-            await asyncio.gather(*(llm.complete(request(10_000 + i)) for i in range(concurrency)))
+        for concurrency in concurrencies:
+            llm = build_language_model(
+                LLMConfig(model=f"openai/{MODEL}", api_base=url, concurrency=concurrency, cache=True),
+                tmp / f"overhead{concurrency}", run_id=f"overhead{concurrency}")
             llm.set_round(1)
-            started = time.perf_counter()
-            replies = await asyncio.gather(*(llm.complete(request(i)) for i in range(calls)))
-            first = time.perf_counter() - started
-            assert all(r.parsed is not None and not r.usage.cached for r in replies)
+
+            async def stack(req: LLMRequest, llm=llm) -> object:
+                reply = await llm.complete(req)
+                assert not reply.usage.cached
+                return reply.parsed
+
+            clients = {"raw openai client": raw_client(url, concurrency),
+                       "litellm alone": litellm_alone(url, concurrency), "simworld stack": stack}
+            offset = concurrency * 10_000_000
+            for k, call in enumerate(clients.values()):  # warm up: imports, HTTP clients, connections
+                await asyncio.gather(*(call(request(offset - (k + 1) * 1000 - i)) for i in range(concurrency)))
+            figures: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
+            for rep in range(repeats):  # the clients take turns, so a busy moment hits all of them
+                for k, (name, call) in enumerate(clients.items()):
+                    figures[name].append(await timed_round(call, offset + (rep * len(clients) + k) * calls, calls))
             floor = math.ceil(calls / concurrency) * latency
-            print(f"round of {calls} calls, concurrency {concurrency}, latency {latency * 1000:.0f} ms:")
-            print(f"  wall {first:.3f} s, floor {floor:.3f} s, ratio {first / floor:.3f} (target <= 1.11)")
-            llm.set_round(2)
-            started = time.perf_counter()
-            again = await asyncio.gather(*(llm.complete(request(i)) for i in range(calls)))
-            second = time.perf_counter() - started
-            assert all(r.usage.cached for r in again) and [r.text for r in again] == [r.text for r in replies]
-            print(f"cached replay: {second:.3f} s, speed-up {first / second:.1f}x (target >= 20x)")
-            t0 = time.perf_counter()
+            print(f"{calls} structured calls, concurrency {concurrency}, latency {latency * 1000:.0f} ms "
+                  f"(floor {floor:.2f} s), median of {repeats} rounds:")
+            walls = {name: statistics.median(w for w, _ in rows) for name, rows in figures.items()}
+            for name, rows in figures.items():
+                cpu_ms = statistics.median(c for _, c in rows) / calls * 1000
+                print(f"  {name:18s} {walls[name]:6.3f} s  floor ratio {walls[name] / floor:5.2f}  "
+                      f"CPU {cpu_ms:5.2f} ms per call")
+            print(f"  stack / raw client: {walls['simworld stack'] / walls['raw openai client']:.2f} (target <= 1.2); "
+                  f"stack / litellm alone: {walls['simworld stack'] / walls['litellm alone']:.2f}")
             llm.flush()
-            rows = read_ledger(Path(tmp) / "bench").height
-            print(f"ledger flush: {rows} rows in {time.perf_counter() - t0:.3f} s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
+async def replay_figures(calls: int, concurrency: int, latency: float, tmp: Path) -> None:
+    proc, url = start_server(latency)
+    try:
+        cfg = LLMConfig(model=f"openai/{MODEL}", api_base=url, concurrency=concurrency, cache=True)
+        llm = build_language_model(cfg, tmp / "replay", run_id="replay")
+        await asyncio.gather(*(llm.complete(request(-1 - i)) for i in range(concurrency)))  # warm up
+        llm.set_round(1)
+        started = time.perf_counter()
+        replies = await asyncio.gather(*(llm.complete(request(i)) for i in range(calls)))
+        first = time.perf_counter() - started
+        assert all(r.parsed is not None and not r.usage.cached for r in replies)
+        llm.set_round(2)
+        started = time.perf_counter()
+        again = await asyncio.gather(*(llm.complete(request(i)) for i in range(calls)))
+        second = time.perf_counter() - started
+        assert all(r.usage.cached for r in again) and [r.text for r in again] == [r.text for r in replies]
+        print(f"cached replay of {calls} calls: {second:.3f} s against {first:.3f} s, "
+              f"speed-up {first / second:.1f}x (target >= 20x)")
+        t0 = time.perf_counter()
+        llm.flush()
+        rows = read_ledger(tmp / "replay").height
+        print(f"ledger flush: {rows} rows in {time.perf_counter() - t0:.3f} s")
     finally:
         proc.terminate()
         proc.wait(timeout=5)
@@ -144,11 +236,12 @@ def token_figures(agents: int, rounds: int) -> None:
 
 def voice_request(i: int) -> LLMRequest:
     """What the default scenario asks the embedded model: two feelings for two rated films."""
+    import numpy as np
     from simworld.agents.llm_policy import feelings_schema
     from simworld.agents.prompting import fixed_first_messages
+
     from simworld.catalog import load_bundled_catalog
     from simworld.population import synthetic_personas
-    import numpy as np
 
     catalog = load_bundled_catalog()
     persona = synthetic_personas(1, catalog, np.random.default_rng(i))[0]
@@ -196,13 +289,19 @@ def embedded_figures(n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--embedded-calls", type=int, default=8)
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--only-overhead", action="store_true", help="print the overhead table only")
     args = parser.parse_args()
-    asyncio.run(concurrency_figures(args.calls, args.concurrency, args.latency))
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(overhead_figures(args.calls, args.concurrency, args.latency, args.repeats, Path(tmp)))
+        if args.only_overhead:
+            return
+        asyncio.run(replay_figures(args.calls, max(args.concurrency), args.latency, Path(tmp)))
     token_figures(args.agents, args.rounds)
     embedded_figures(args.embedded_calls)
 
