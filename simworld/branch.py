@@ -231,13 +231,17 @@ def start_branch(run_dir: str | Path, round_no: int, settings: dict[str, Any] | 
     if run_id is not None and (problem := run_id_problem(run_id)):
         raise SimworldError(f"--run-id {problem}")
     out = Path(out_dir) if out_dir is not None else Path(plan.parent).parent
-    run_id = run_id or _free_run_id(out, f"{plan.parent_run_id}-branch-r{round_no}")
-    segments = replay_segments(Path(plan.parent), round_no)
+    return _create(plan, scenario, out, run_id or _free_run_id(out, f"{plan.parent_run_id}-branch-r{round_no}"))
+
+
+def _create(plan: BranchPlan, scenario: Scenario, out: Path, run_id: str) -> Simulation:
+    """The branch's run folder `out/run_id`, replayed and switched to `scenario` at the plan's round."""
+    segments = replay_segments(Path(plan.parent), plan.round)
     first = segments[0].scenario
-    with new_run_folder(out, run_id, scenario.name, scenario.seed) as (folder, run_id):
+    with new_run_folder(out, run_id, scenario.name, scenario.seed) as (folder, claimed):
         _write_plan(folder, plan)  # first: a folder holding it resumes as a branch
-        world = SimWorld(first, build_parts(first, run_id, folder), run_id=run_id)
-        recorder = Recorder.create(scenario, folder, run_id, world.catalog)
+        world = SimWorld(first, build_parts(first, claimed, folder), run_id=claimed)
+        recorder = Recorder.create(scenario, folder, claimed, world.catalog)
     recorder.shared = world.shared_objects()
     recorder.record_personas(world.persona_frame())
     recorder.record_agents(world.agent_snapshot())
@@ -255,6 +259,32 @@ def branch_run(run_dir: str | Path, round_no: int, settings: dict[str, Any] | No
         sim.run(on_round)
     finally:
         sim.close()
+    return sim.run_dir
+
+
+def replay_branch(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """`runner.replay` of a branch: the branch made again beside it (or in `out_dir`), its own
+    rounds too answered only from the cache, as far as it got; its new folder. A branch's saved
+    scenario holds only from its branch round, so a plain replay of it would be another run."""
+    run_dir = Path(run_dir)
+    plan, summary = read_plan(run_dir), read_summary(run_dir)
+    scenario = load_scenario(run_dir / "scenario.yaml")
+    llm = scenario.llm
+    cache_dir = llm.cache_dir if llm.cache_dir is not None else run_dir.resolve().parent
+    done = int(summary.get("rounds_done") or 0)
+    scenario = scenario.with_overrides(
+        llm=llm.model_copy(update={"cache_only": True, "cache_dir": cache_dir}).model_dump(),
+        rounds=done if plan.round < done < scenario.rounds else None)  # as far as the branch got
+    out = Path(out_dir) if out_dir is not None else run_dir.parent
+    sim = _create(BranchPlan(**{**asdict(plan), "replayed": False}), scenario, out,
+                  _free_run_id(out, f"{summary['run_id']}-replay"))
+    try:
+        sim.run()
+    except SimworldError:  # a cache miss: nothing worth keeping
+        sim.close()
+        shutil.rmtree(sim.run_dir, ignore_errors=True)
+        raise
+    sim.close()
     return sim.run_dir
 
 

@@ -284,10 +284,13 @@ def replay(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     answers from the cache, so nothing is called and no API key is needed, and the event log
     equals the original's (run id and latencies aside). A request the cache has no answer for
     raises `LLMCacheMiss`, one sentence, and the new folder is removed."""
+    from simworld.branch import BRANCH_FILE, replay_branch
     from simworld.llm import LLMCacheMiss
 
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
+    if (run_dir / BRANCH_FILE).exists():  # its saved scenario holds only from its branch round
+        return replay_branch(run_dir, out_dir)
     scenario = load_scenario(run_dir / "scenario.yaml")
     llm = scenario.llm
     # the cache the run used: its own cache_dir, or the folder that holds its run folder

@@ -146,6 +146,11 @@ def test_an_llm_run_branches_with_no_call_up_to_the_branch_round(openai_server, 
     assert set(late["round"]) == {3, 4}
     assert late.filter(~pl.col("cached")).height == server.count - calls  # a page seen before hits the cache
     assert read_summary(branch)["llm"]["calls"] == upto(read_ledger(parent), 2).height + late.height
+    calls = server.count
+    again = runner.replay(branch)  # the branch made again, from the caches alone
+    assert server.count == calls and again.name == f"{branch.name}-replay"
+    assert comparable(read_events(again)).drop("run_id").equals(comparable(read_events(branch)).drop("run_id"))
+    assert after(read_ledger(again), 2)["cached"].all()
 
 
 def test_a_run_stopped_by_its_budget_branches_with_a_bigger_budget(openai_server, tmp_path):
