@@ -33,6 +33,7 @@ from simworld.llm.types import (
 from simworld.llm.wrappers import ModelWrapper
 
 CACHE_FILENAME = ".llm_cache.sqlite"
+CHECKPOINT_EVERY = 256  # answers stored between two checkpoints of the WAL (about 3 pages each)
 KEY_VERSION = 1
 
 _TABLE = """CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT NOT NULL,
@@ -68,6 +69,12 @@ class ResponseCache:
         self._conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        # A commit appends to the WAL (no fsync: an answer survives the process being killed).
+        # sqlite's own checkpoint would run inside a commit every ~1,000 pages and fsync there,
+        # stalling the event loop for up to 0.1 s; it runs on a thread of its own instead.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._writes = 0
+        self._checkpointer: threading.Thread | None = None
         self._conn.execute(_TABLE)
         have = {row[1] for row in self._conn.execute("PRAGMA table_info(responses)")}
         for name, kind in _ADDED.items():
@@ -90,7 +97,35 @@ class ResponseCache:
                 f"INSERT INTO responses ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
                 f"ON CONFLICT(key) DO NOTHING RETURNING {', '.join(_COLUMNS)}",
                 (key, time.time(), *entry.values())).fetchone()
+            self._writes += 1
+            if self._writes % CHECKPOINT_EVERY == 0:
+                self._checkpoint_in_background()
         return dict(zip(_COLUMNS, row)) if row is not None else self.get(key)  # type: ignore[return-value]
+
+    def tidy(self) -> None:
+        """Between rounds: checkpoint the whole WAL on a thread and let it start again from
+        empty (checkpoints during a round's calls copy it but may not restart it)."""
+        with self._lock:
+            self._checkpoint_in_background("TRUNCATE")
+
+    def _checkpoint_in_background(self, mode: str = "PASSIVE") -> None:
+        """Copy the WAL into the database on a thread (sqlite releases the GIL while it writes
+        and syncs); one at a time. Called under `_lock`."""
+        if self._checkpointer is not None and self._checkpointer.is_alive():
+            return
+
+        def checkpoint() -> None:
+            try:
+                conn = sqlite3.connect(str(self.path), timeout=5.0)
+                try:
+                    conn.execute(f"PRAGMA wal_checkpoint({mode})")
+                finally:
+                    conn.close()
+            except sqlite3.Error:  # a busy or closed file: the next one catches up
+                pass
+
+        self._checkpointer = threading.Thread(target=checkpoint, name="llm-cache-checkpoint", daemon=True)
+        self._checkpointer.start()
 
     def claim(self, key: str, run_id: str, after_round: int, session: str) -> bool:
         """Take over an answer `run_id` paid for after `after_round` in another session; True once."""
@@ -102,7 +137,10 @@ class ResponseCache:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            checkpointer, self._checkpointer = self._checkpointer, None
+            self._conn.close()  # the last connection to close checkpoints what is left
+        if checkpointer is not None:
+            checkpointer.join()
 
 
 class CachedModel(ModelWrapper):

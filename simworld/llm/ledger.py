@@ -81,6 +81,10 @@ class LedgerModel(ModelWrapper):
         self._set_known(read_ledger(self.path) if self.path is not None else pl.DataFrame(schema=_schema()))
 
     def set_round(self, round_: int | None) -> None:
+        if round_ != self.round:  # a new round: a moment to tidy the response cache's journal
+            cache = self.find(CachedModel)
+            if cache is not None:
+                cache.cache.tidy()
         self.round = round_
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
