@@ -255,3 +255,47 @@ def test_a_branch_killed_anywhere_resumes_to_the_uninterrupted_branch(tmp_path, 
     finally:
         for sim in done:
             sim.close()
+
+
+GRANDCHILD = """
+import sys
+from tests import killer
+point, round_no, child, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+killer.install(point, round_no)
+from simworld.branch import branch_run
+branch_run(child, 4, {"recommender.name": "random"}, run_id="g", out_dir=out)
+raise SystemExit("the branch ended without reaching the kill point")
+"""
+
+
+@pytest.mark.parametrize("point, round_no", [
+    ("after:checkpoint", 2),  # round 2 committed, the summary still says 1: the replay crosses its parent's switch
+    ("before:decide", 3),  # in the parent's own rounds, replayed with the parent's settings
+])
+def test_a_branch_of_a_branch_killed_in_its_replay_resumes_across_the_parents_branch_point(tmp_path, point,
+                                                                                             round_no):
+    parent = parent_run(tmp_path, MEMORY)
+    child = branch_run(parent, 2, {"recommender.name": "mf"}, run_id="child")
+    whole = branch_run(child, 4, {"recommender.name": "random"}, run_id="g", out_dir=tmp_path / "whole")
+    out = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, "-c", GRANDCHILD, point, str(round_no), str(child), str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    sim = runner.resume(out / "g")
+    try:
+        sim.run()
+    finally:
+        sim.close()
+    assert comparable(read_events(out / "g")).equals(comparable(read_events(whole)))
+    assert upto(read_events(whole), 4).drop("run_id").equals(upto(read_events(child), 4).drop("run_id"))
+
+
+def test_a_parent_changed_while_it_ran_cannot_be_branched(tmp_path):
+    sim = runner.start(write_scenario(tmp_path, RULE), out_dir=tmp_path / "runs", run_id="edited")
+    sim.step()
+    sim.inject(sorted(sim.world.users), "Now streaming!", item_id=int(sim.world.catalog.ids[0]))  # an ad
+    sim.run()
+    sim.close()
+    with pytest.raises(SimworldError, match=r"^round 2 of edited does not replay to the same events"):
+        start_branch(sim.run_dir, 3, {"recommender.name": "mf"})
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["edited"]  # nothing left behind
