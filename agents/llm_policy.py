@@ -9,6 +9,8 @@ as policy=fallback with the reason. Unparseable output is never mapped to a defa
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from dataclasses import replace
 from functools import lru_cache
@@ -20,7 +22,7 @@ from simworld.agents.actions import (
     Action, BrowseAction, DecisionMeta, IdleAction, PageDecision, SearchAction, Watch, watches_of,
 )
 from simworld.agents.observation import Observation
-from simworld.agents.prompting import fit_to_budget, fixed_first_messages, item_lines, system_message, template
+from simworld.agents.prompting import few_shot_messages, fit_to_budget, item_lines, system_message, template
 from simworld.agents.rule_policy import RulePolicy
 from simworld.catalog import Item
 from simworld.llm import LanguageModel, LLMOutputError, LLMRequest, LLMUsage
@@ -222,10 +224,80 @@ class LLMPolicy:
 
 
 VOICED_FILMS = 2  # films per decision whose feelings the LLM writes; later ones keep the rule model's line
+VOICE_TOKENS = 32  # one sentence of under 12 words; a longer answer is cut to its first sentence
+VOICE_WORDS = 16  # a line longer than this rambles: the template speaks instead
+RATING_WORDS = ((4.5, "you loved it"), (4.0, "you really liked it"), (3.5, "you liked it"),
+                (3.0, "it was just okay"), (2.5, "it was a bit disappointing"), (1.5, "you disliked it"),
+                (0.0, "you hated it"))
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def rating_words(rating: float) -> str:
+    """A rating as the feeling it stands for: a small model copies the numbers it is shown."""
+    return next(words for floor, words in RATING_WORDS if rating >= floor)
+
+
+def voice_request(item: Item, rating: float) -> str:
+    genres = ", ".join(g.lower() for g in item.genres[:2]) or "film"
+    return f"{item.label} ({genres}): {rating_words(rating)}"
+
+
+def voice_messages(item: Item, rating: float) -> list[dict[str, str]]:
+    """One film's voice prompt: instructions and worked examples (the same for every call), then the
+    film with its rating in words. Free text, one film a call: under a JSON grammar, or asked for
+    several lines at once, the 135M model wrote ratings ("2.5 star"), titles and its persona."""
+    return few_shot_messages("voice", voice_request(item, rating))
+
+
+def first_sentence(text: str) -> str:
+    """The answer's first line, unquoted, cut after its first sentence."""
+    line = text.strip().split("\n", 1)[0].strip().strip('"').strip()
+    end = _SENTENCE_END.search(line)
+    return line[:end.end()] if end else line
+
+
+@lru_cache(maxsize=1)
+def _example_lines() -> frozenset[str]:
+    return frozenset(m["content"].lower() for m in few_shot_messages("voice", "")[1:] if m["role"] == "assistant")
+
+
+def voice_line_flags(text: str, item: Item, rating: float, speaker: str) -> set[str]:
+    """What makes a voiced line read worse than the template: `voice_flags` (contradicts its rating,
+    short, numbers, only the title, the speaker), "long" (over VOICE_WORDS) and "copied" (a
+    worked example word for word)."""
+    from simworld.text_realism import voice_flags
+
+    flags = voice_flags(text, rating, item.title, speaker)
+    if len(text.split()) > VOICE_WORDS:
+        flags.add("long")
+    if text.lower() in _example_lines():
+        flags.add("copied")
+    return flags
+
+
+def gate_feelings(lines: list[str], films: list[tuple[Item, float]], templates: list[str],
+                  speaker: str) -> tuple[list[str], dict[int, set[str]]]:
+    """Each voiced line that reads worse than the template (`voice_line_flags`) is replaced by the
+    template line. Returns the lines and, by item id, why each replaced one was."""
+    kept, replaced = [], {}
+    for text, (item, rating), template_line in zip(lines, films, templates):
+        flags = voice_line_flags(text, item, rating, speaker)
+        if flags:
+            replaced[item.item_id] = flags
+        kept.append(template_line if flags else text)
+    return kept, replaced
+
+
+def voice_seed(agent_id: int, round_no: int, item_id: int) -> int:
+    """A seed per line: agents voicing the same film at the same rating should not all say the same."""
+    return (agent_id * 1_000_003 + round_no * 7_919 + item_id) % 2**31
 
 
 class VoicePolicy:
-    """Hybrid: the calibrated rule model chooses and rates; the LLM writes the feelings."""
+    """Hybrid: the calibrated rule model chooses and rates; the LLM writes the feelings, and the
+    rule model's template lines stay wherever the LLM's read worse (`gate_feelings`). A decision
+    with replaced lines gets a fallback row naming the items whose lines the templates wrote
+    (`voice_gate_reason`); it is policy=fallback when none of the model's lines was kept."""
 
     name = "hybrid"
 
@@ -240,26 +312,59 @@ class VoicePolicy:
         tally = _Tally()
         if not watches:
             return replace(action, meta=DecisionMeta(policy="rule", latency_ms=(time.perf_counter() - started) * 1000))
-        lines = "\n".join(f"- {obs.catalog.get(w.item_id).label}: {w.rating:g} stars" for w in watches)
-        messages = fixed_first_messages(obs.persona, "voice", watched=lines)
-        policy, reason = "hybrid", None
-        try:
-            response = await self.model.complete(LLMRequest(
-                messages=messages, response_model=feelings_schema(len(watches)), purpose="voice",
-                agent_id=obs.agent_id, round=obs.round))
-            tally.add(response.usage)
-            feelings = [f.strip()[:200] for f in response.parsed.feelings]
-            if len(feelings) < len(watches) or any(not f for f in feelings[:len(watches)]):
-                raise InvalidDecision(f"expected {len(watches)} feelings, got {len(feelings)}")
-            action = _with_feelings(action, feelings[:len(watches)])
-        except (LLMOutputError, InvalidDecision) as exc:
-            if isinstance(exc, LLMOutputError):
-                tally.add(exc.usage)
-            policy, reason = "fallback", f"{type(exc).__name__}: {exc}"[:300]  # keep the rule model's lines
+        films = [(obs.catalog.get(w.item_id), w.rating) for w in watches]
+        answers = await asyncio.gather(*(self._line(obs, item, rating, tally) for item, rating in films))
+        lines, replaced = gate_feelings([a or "" for a in answers], films, [w.feeling for w in watches],
+                                        obs.persona.name)
+        for (item, _), answer in zip(films, answers):
+            if answer is None:
+                replaced[item.item_id] = {"unusable"}
+        action = _with_feelings(action, lines)
+        policy = "fallback" if len(replaced) == len(watches) else "hybrid"
         meta = DecisionMeta(policy=policy, latency_ms=(time.perf_counter() - started) * 1000,
                             prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens,
-                            fallback_reason=reason)
+                            fallback_reason=voice_gate_reason(replaced) if replaced else None)
         return replace(action, meta=meta)
+
+    async def _line(self, obs: Observation, item: Item, rating: float, tally: _Tally) -> str | None:
+        line, usage = await voice_line(self.model, item, rating, obs.agent_id, obs.round)
+        tally.add(usage)
+        return line
+
+
+async def voice_line(model: LanguageModel, item: Item, rating: float, agent_id: int,
+                     round_no: int) -> tuple[str | None, LLMUsage]:
+    """The model's line for one film (its first sentence), with what the call cost; None when the
+    answer was unusable (invalid, or cut off by VOICE_TOKENS before its first sentence ended)."""
+    try:
+        response = await model.complete(LLMRequest(
+            messages=voice_messages(item, rating), purpose="voice", agent_id=agent_id, round=round_no,
+            max_tokens=VOICE_TOKENS, seed=voice_seed(agent_id, round_no, item.item_id)))
+    except LLMOutputError as exc:
+        return None, exc.usage
+    line = first_sentence(response.text)
+    if not _SENTENCE_END.search(line) and response.usage.completion_tokens >= VOICE_TOKENS:
+        return None, response.usage
+    return line, response.usage
+
+
+VOICE_GATE = "voice gate: template line for "
+
+
+def voice_gate_reason(replaced: dict[int, set[str]]) -> str:
+    """The fallback row's text: "voice gate: template line for item 12 (numeric, short); item 40 (title)"."""
+    return VOICE_GATE + "; ".join(f"item {i} ({', '.join(sorted(f))})" for i, f in replaced.items())
+
+
+def voice_gated_items(reason: str | None) -> dict[int, list[str]]:
+    """The items (and flags) a fallback row's text says the templates voiced; {} for other rows."""
+    if not reason or not reason.startswith(VOICE_GATE):
+        return {}
+    out = {}
+    for part in reason[len(VOICE_GATE):].split("; "):
+        head, _, flags = part.partition(" (")
+        out[int(head.removeprefix("item "))] = flags.rstrip(")").split(", ")
+    return out
 
 
 def _memories(memories: list[str]) -> str:

@@ -33,6 +33,19 @@ def fixed_first_messages(persona: Persona, task: str, **fields: str) -> list[dic
     return [{"role": "system", "content": template("system_shared")}, {"role": "user", "content": user}]
 
 
+def few_shot_messages(task: str, request: str) -> list[dict[str, str]]:
+    """The task's instructions as the system message, its worked examples (`<task>_examples.txt`,
+    "ask => answer" lines) as earlier turns, then the request. A small model follows examples
+    it has "said" itself far better than rules, and everything before the request is the same
+    for every call, so llama.cpp evaluates it once."""
+    messages = [{"role": "system", "content": template(task).strip()}]
+    for line in template(f"{task}_examples").splitlines():
+        if line.strip() and not line.startswith("#"):
+            ask, _, answer = line.partition(" => ")
+            messages += [{"role": "user", "content": ask.strip()}, {"role": "assistant", "content": answer.strip()}]
+    return [*messages, {"role": "user", "content": request}]
+
+
 def item_lines(items: tuple[Item, ...], with_description: bool) -> str:
     def line(item: Item) -> str:
         genres = "/".join(item.genres)

@@ -11,8 +11,9 @@ Three checks over a run's texts (watch feelings with their ratings; posts and ch
 * **length and junk**: mean words, the share of lines under three words, and of lines that
   talk in numbers or stars ("2.5 star", "1.5 stars") instead of feelings.
 
-`line_flags(text, rating)` says what is wrong with one line; `score_texts` and `score_run`
-give the figures for many.
+`line_flags(text, rating)` says what is wrong with one line; `voice_flags` adds what is wrong
+with a line a model wrote about one film (it only names the film, or names the speaker);
+`score_texts` and `score_run` give the figures for many.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ beautiful amazing excellent fantastic favourite favorite happily happy moving pe
 pleasant charming delightful masterpiece recommend classic stunning touching clever solid better nice""".split())
 NEGATIVE = frozenset("""boring bored disappointing disappointed dull slow bad worst awful terrible regret waste
 hated hate predictable drifted weak poor mess tedious annoying forgettable silly stupid long confusing
-overrated meh""".split())
+overrated meh ugh gross cheap awful terrible ridiculous cliched cliche pitiful lazy soppy stiff flat bland
+painful nightmare""".split())
 NEGATORS = frozenset({"not", "no", "never", "didn't", "don't", "wasn't", "isn't", "nothing", "hardly"})
 _WORD = re.compile(r"[a-z']+")
 _NUMERIC = re.compile(r"\d+(\.\d+)?\s*(/\s*\d+\s*)?(stars?|out of)|\d\.\d|\bstars?\b", re.IGNORECASE)
@@ -61,6 +63,25 @@ def line_flags(text: str, rating: float | None = None) -> set[str]:
         s = sentiment(text)
         if (rating >= 4 and s < 0) or (rating <= 2 and s > 0):
             flags.add("contradicts")
+    return flags
+
+
+_FILLER = frozenset({"the", "a", "an", "of", "and", "in", "on", "it", "this", "film", "movie", "i", "my"})
+
+
+def voice_flags(text: str, rating: float | None, title: str = "", name: str = "") -> set[str]:
+    """`line_flags` plus what reads wrong in a line a model voiced about one film: "title" (the
+    line only repeats words of the title), "speaker" (it names the speaker or says who they
+    are: a prompt echo). The voice gate swaps such lines for the template's."""
+    flags = line_flags(text, rating)
+    words = [w for w in _WORD.findall(text.lower()) if w not in _FILLER]
+    title_words = set(_WORD.findall(re.sub(r"\(\d{4}\)", "", title.lower())))
+    if title_words and words and set(words) <= title_words:
+        flags.add("title")
+    low = text.lower()
+    if (name and any(part.lower() in _WORD.findall(low) for part in name.split() if len(part) > 2)) \
+            or re.search(r"\byou are\b|\blikes? [a-z]+, [a-z]+", low):
+        flags.add("speaker")
     return flags
 
 
