@@ -93,11 +93,15 @@ class ProcessHost:
         self._launch()
         self.wait_ready()
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Ask the worker to end (without waiting for it)."""
         try:
             self.conn.send(None)
         except (OSError, ValueError):
             pass
+
+    def close(self) -> None:
+        self.stop()
         try:
             self.process.wait(5.0)
         except subprocess.TimeoutExpired:
@@ -121,6 +125,11 @@ class ProcessExecutor(ShardedExecutor):
                 host.close()
             raise
         return hosts
+
+    def close(self) -> None:
+        for host in self.hosts:  # all end side by side
+            host.stop()
+        super().close()
 
 
 if __name__ == "__main__":

@@ -147,8 +147,8 @@ def policy_kinds(world: "SimWorld") -> tuple[set[int], set[int]]:
     from simworld.agents.rule_policy import RulePolicy
 
     llm_ids, voice_ids = set(), set()
-    for agent_id, agent in world.users.items():
-        kind = type(agent.policy)
+    for agent_id in sorted(world.users):
+        kind = type(world.users[agent_id].policy)
         if kind is LLMPolicy:
             llm_ids.add(agent_id)
         elif kind is VoicePolicy:
