@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import math
 import os
 import statistics
@@ -125,7 +126,65 @@ async def timed_round(call: Call, first: int, calls: int) -> tuple[float, float]
     return wall, cpu
 
 
-async def overhead_figures(calls: int, concurrencies: list[int], latency: float, repeats: int, tmp: Path) -> None:
+def stack_call(llm) -> Call:
+    async def call(req: LLMRequest) -> object:
+        reply = await llm.complete(req)
+        assert not reply.usage.cached
+        return reply.parsed
+
+    return call
+
+
+# -- the stack in worker processes: each builds it from the scenario's llm section, as the
+#    processes backend's workers do (simworld/execution), and takes a share of the calls
+_worker: tuple[asyncio.AbstractEventLoop, Call] | None = None
+
+
+def _start_worker(config: LLMConfig, folder: str, run_id: str) -> None:
+    global _worker
+    loop = asyncio.new_event_loop()
+    llm = build_language_model(config, Path(folder), run_id=run_id)
+    llm.set_round(1)
+    _worker = (loop, stack_call(llm))
+
+
+def _worker_round(first: int, calls: int) -> tuple[float, float]:
+    assert _worker is not None
+    loop, call = _worker
+    return loop.run_until_complete(timed_round(call, first, calls))
+
+
+class StackInProcesses:
+    """`workers` processes, each with its own stack and concurrency / workers of the calls in flight."""
+
+    def __init__(self, url: str, concurrency: int, workers: int, tmp: Path):
+        import concurrent.futures
+        import multiprocessing
+
+        config = LLMConfig(model=f"openai/{MODEL}", api_base=url, concurrency=max(1, concurrency // workers),
+                           cache=True, cache_dir=tmp)
+        self.workers = workers
+        self.pools = [concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+            initargs=(config, str(tmp / f"worker{concurrency}-{w}"), f"worker{concurrency}-{w}"))
+            for w in range(workers)]
+
+    async def round(self, first: int, calls: int) -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        shares = [calls // self.workers + (w < calls % self.workers) for w in range(self.workers)]
+        starts = [first + sum(shares[:w]) for w in range(self.workers)]
+        started = time.perf_counter()
+        done = await asyncio.gather(*(loop.run_in_executor(pool, _worker_round, start, n)
+                                      for pool, start, n in zip(self.pools, starts, shares)))
+        return time.perf_counter() - started, sum(cpu for _, cpu in done)
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.shutdown()
+
+
+async def overhead_figures(calls: int, concurrencies: list[int], latency: float, repeats: int, tmp: Path,
+                           workers: int) -> None:
     proc, url = start_server(latency)
     try:
         for concurrency in concurrencies:
@@ -133,29 +192,30 @@ async def overhead_figures(calls: int, concurrencies: list[int], latency: float,
                 LLMConfig(model=f"openai/{MODEL}", api_base=url, concurrency=concurrency, cache=True),
                 tmp / f"overhead{concurrency}", run_id=f"overhead{concurrency}")
             llm.set_round(1)
-
-            async def stack(req: LLMRequest, llm=llm) -> object:
-                reply = await llm.complete(req)
-                assert not reply.usage.cached
-                return reply.parsed
-
-            clients = {"raw openai client": raw_client(url, concurrency),
-                       "litellm alone": litellm_alone(url, concurrency), "simworld stack": stack}
+            calls_of = {"raw openai client": raw_client(url, concurrency),
+                        "litellm alone": litellm_alone(url, concurrency), "simworld stack": stack_call(llm)}
+            rounds = {name: functools.partial(timed_round, call) for name, call in calls_of.items()}
+            spread = StackInProcesses(url, concurrency, workers, tmp) if workers > 1 else None
+            if spread is not None:
+                rounds[f"stack, {workers} processes"] = spread.round
             offset = concurrency * 10_000_000
-            for k, call in enumerate(clients.values()):  # warm up: imports, HTTP clients, connections
-                await asyncio.gather(*(call(request(offset - (k + 1) * 1000 - i)) for i in range(concurrency)))
-            figures: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
+            for k, run_round in enumerate(rounds.values()):  # warm up: imports, HTTP clients, connections
+                await run_round(offset - (k + 1) * 10_000, max(concurrency, 2 * workers))
+            figures: dict[str, list[tuple[float, float]]] = {name: [] for name in rounds}
             for rep in range(repeats):  # the clients take turns, so a busy moment hits all of them
-                for k, (name, call) in enumerate(clients.items()):
-                    figures[name].append(await timed_round(call, offset + (rep * len(clients) + k) * calls, calls))
+                for k, (name, run_round) in enumerate(rounds.items()):
+                    figures[name].append(await run_round(offset + (rep * len(rounds) + k) * calls, calls))
+            if spread is not None:
+                spread.close()
             floor = math.ceil(calls / concurrency) * latency
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
             print(f"{calls} structured calls, concurrency {concurrency}, latency {latency * 1000:.0f} ms "
-                  f"(floor {floor:.2f} s), median of {repeats} rounds:")
+                  f"(floor {floor:.2f} s), median of {repeats} rounds (load average {load}):")
             walls = {name: statistics.median(w for w, _ in rows) for name, rows in figures.items()}
             for name, rows in figures.items():
                 cpu_ms = statistics.median(c for _, c in rows) / calls * 1000
-                print(f"  {name:18s} {walls[name]:6.3f} s  floor ratio {walls[name] / floor:5.2f}  "
-                      f"CPU {cpu_ms:5.2f} ms per call")
+                print(f"  {name:20s} {walls[name]:6.3f} s  floor ratio {walls[name] / floor:5.2f}  "
+                      f"CPU {cpu_ms:5.2f} ms per call  / raw client {walls[name] / walls['raw openai client']:5.2f}")
             print(f"  stack / raw client: {walls['simworld stack'] / walls['raw openai client']:.2f} (target <= 1.2); "
                   f"stack / litellm alone: {walls['simworld stack'] / walls['litellm alone']:.2f}")
             llm.flush()
@@ -292,13 +352,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also run the stack in this many processes sharing the calls (1: not)")
     parser.add_argument("--embedded-calls", type=int, default=8)
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--only-overhead", action="store_true", help="print the overhead table only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(overhead_figures(args.calls, args.concurrency, args.latency, args.repeats, Path(tmp)))
+        asyncio.run(overhead_figures(args.calls, args.concurrency, args.latency, args.repeats, Path(tmp),
+                                     args.workers))
         if args.only_overhead:
             return
         asyncio.run(replay_figures(args.calls, max(args.concurrency), args.latency, Path(tmp)))
