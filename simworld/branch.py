@@ -209,14 +209,16 @@ def replay_segments(run_dir: Path, upto: int) -> list[Segment]:
     return [Segment(_cache_only(run_dir), 0)]
 
 
-def _cache_only(run_dir: Path) -> Scenario:
-    """A run's scenario with an LLM that answers only from the run's cache, and no budget (a
-    replay pays for nothing)."""
+def _cache_only(run_dir: Path, budget: bool = False) -> Scenario:
+    """A run's scenario with an LLM that answers only from the run's cache; without its budget
+    unless `budget` (a replay of rounds whose records it adopts pays for nothing)."""
     scenario = load_scenario(run_dir / "scenario.yaml")
     llm = scenario.llm
-    cache_dir = llm.cache_dir if llm.cache_dir is not None else run_dir.parent  # where its answers are
-    return scenario.with_overrides(llm=llm.model_copy(update={
-        "cache_only": True, "cache_dir": cache_dir, "budget_tokens": None, "budget_usd": None}).model_dump())
+    cache_dir = llm.cache_dir if llm.cache_dir is not None else run_dir.resolve().parent  # where its answers are
+    update: dict[str, Any] = {"cache_only": True, "cache_dir": cache_dir}
+    if not budget:
+        update.update(budget_tokens=None, budget_usd=None)
+    return scenario.with_overrides(llm=llm.model_copy(update=update).model_dump())
 
 
 # -- making and resuming a branch ---------------------------------------------------------------------
@@ -268,13 +270,9 @@ def replay_branch(run_dir: str | Path, out_dir: str | Path | None = None) -> Pat
     scenario holds only from its branch round, so a plain replay of it would be another run."""
     run_dir = Path(run_dir)
     plan, summary = read_plan(run_dir), read_summary(run_dir)
-    scenario = load_scenario(run_dir / "scenario.yaml")
-    llm = scenario.llm
-    cache_dir = llm.cache_dir if llm.cache_dir is not None else run_dir.resolve().parent
+    scenario = _cache_only(run_dir, budget=True)  # its budget stopped it where it stopped
     done = int(summary.get("rounds_done") or 0)
-    scenario = scenario.with_overrides(
-        llm=llm.model_copy(update={"cache_only": True, "cache_dir": cache_dir}).model_dump(),
-        rounds=done if plan.round < done < scenario.rounds else None)  # as far as the branch got
+    scenario = scenario.with_overrides(rounds=done if plan.round < done < scenario.rounds else None)
     out = Path(out_dir) if out_dir is not None else run_dir.parent
     sim = _create(BranchPlan(**{**asdict(plan), "replayed": False}), scenario, out,
                   _free_run_id(out, f"{summary['run_id']}-replay"))

@@ -47,7 +47,7 @@ def render(ctx: ViewContext) -> None:
     now = setting_value(scenario, key) if key else None
     right.text_input("New value", key="branch_value", placeholder=f"now: {now}" if now is not None else "",
                      help="Read as YAML: mf, 0.3, true, {factors: 8}")
-    st.number_input("Rounds in all", min_value=chosen + 1, max_value=100_000, value=None, step=1,
+    st.number_input("Rounds in all", min_value=1, max_value=100_000, value=None, step=1,
                     key="branch_rounds", placeholder=f"the scenario's ({scenario.rounds})")
     st.caption(f"Fixed for a branch, as a run cannot change them midway: {', '.join(FIXED)}.")
     st.button(f"🌿 Branch after round {chosen}", type="primary", key="branch_go", on_click=controls.branch,
