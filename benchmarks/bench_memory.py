@@ -28,13 +28,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from figures import add_json_option, write_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from simworld.embedding import HashingEmbedder  # noqa: E402
-from simworld.memory import InProcessMemory, MemoryRecord, RetrievalConfig  # noqa: E402
+from simworld.embedding import HashingEmbedder
+from simworld.memory import InProcessMemory, MemoryRecord, RetrievalConfig
 
 
 class FixedDim:
@@ -276,6 +277,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip", action="append", default=[],
                    choices=["retrieval", "naive", "writes", "embedding"])
     p.add_argument("--quick", action="store_true", help="small sizes everywhere")
+    add_json_option(p)
     args = p.parse_args(argv)
     if args.quick:
         args.naive_agents, args.naive_sample, args.preload_agents = 20, 10, 10
@@ -295,6 +297,7 @@ def main(argv=None) -> int:
     print("\nsummary")
     for key, value in figures.items():
         line(key, f"{value:.4g}")
+    write_figures(args.json, {"agents": args.agents, "memories_per_agent": args.memories, **figures})
     return 0
 
 

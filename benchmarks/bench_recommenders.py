@@ -21,13 +21,14 @@ import time
 from pathlib import Path
 
 import polars as pl
+from figures import add_json_option, write_figures
+from simworld.recommenders.base import RecommenderContext
+from simworld.recommenders.llm_rerank import LLMRerankConfig, LLMRerankRecommender
+from simworld.recommenders.testing import ReverseRankingLLM
 
 from simworld.embedding import HashingEmbedder, make_embedder
 from simworld.evaluation import default_algorithms
 from simworld.movielens import load_movielens_catalog, load_movielens_ratings
-from simworld.recommenders.base import RecommenderContext
-from simworld.recommenders.llm_rerank import LLMRerankConfig, LLMRerankRecommender
-from simworld.recommenders.testing import ReverseRankingLLM
 
 REPO = Path(__file__).resolve().parents[1]  # the package must be installed (pip install -e .)
 
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--embedder", choices=["hashing", "minilm"], default="hashing")
     parser.add_argument("--only", nargs="*", help="algorithm names to run (default: all)")
+    add_json_option(parser)
     args = parser.parse_args()
 
     catalog = load_movielens_catalog(args.movielens, max_items=args.max_items)
@@ -97,6 +99,9 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for name, fit, update, rec_s, per_user in rows:
         print(f"| {name} | {fit:.2f} | {update:.2f} | {rec_s:.2f} | {per_user:.2f} |")
+    write_figures(args.json, {"users": args.users, "k": args.k,
+                              **{f"{name} recommend_s": rec_s for name, _, _, rec_s, _ in rows},
+                              **{f"{name} update_s": update for name, _, update, _, _ in rows}})
 
 
 if __name__ == "__main__":
