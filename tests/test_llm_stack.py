@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -298,6 +299,60 @@ async def test_cache_keeps_invalid_answers_so_a_replay_takes_the_same_fallback(o
     with pytest.raises(LLMOutputError) as info:
         await llm.complete(ask())
     assert info.value.usage.cached and server.count == 1
+
+
+async def test_an_answer_is_stored_before_its_call_returns_and_the_journal_stays_small(openai_server, tmp_path):
+    server = openai_server()
+    llm = build_language_model(config(server, cache=True), tmp_path / "run", run_id="run")
+    cache = llm.find(CachedModel).cache
+    llm.set_round(1)
+    reply = await llm.complete(ask())
+    # another process (a fresh connection) sees the answer at once: a kill now loses nothing paid for
+    other = sqlite3.connect(str(cache.path))
+    assert other.execute("SELECT text FROM responses").fetchall() == [(reply.text,)]
+    other.close()
+    entry = dict(reply_entry(reply), run_id="run", round=1, session="s")
+    for i in range(700):  # more answers than one checkpoint takes: checkpoints run on their own thread
+        cache.put(f"key-{i}", entry)
+    llm.set_round(2)  # a new round restarts the WAL from empty
+    assert cache._checkpointer is not None
+    cache._checkpointer.join(timeout=10)
+    wal = Path(f"{cache.path}-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert cache.get("key-699")["text"] == reply.text
+    llm.close()
+
+
+def reply_entry(reply) -> dict:
+    u = reply.usage
+    return {"model": u.model, "text": reply.text, "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd, "latency_s": u.latency_s,
+            "retries": 0, "dropped": ""}
+
+
+def test_a_stack_built_in_another_process_from_the_scenario_shares_the_cache(openai_server, tmp_path):
+    """Worker processes (simworld/execution) build the stack from the scenario's llm section."""
+    server = openai_server()
+    cfg = config(server, cache=True, cache_dir=tmp_path / "cache")
+    first = build_language_model(cfg, tmp_path / "a", run_id="a")
+    asyncio.run(first.complete(ask(agent_id=3)))
+    assert server.count == 1
+    code = f"""
+import asyncio, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from simworld.llm import LLMConfig, build_language_model
+from tests.test_llm_stack import ask
+llm = build_language_model(LLMConfig.model_validate_json(sys.argv[1]), None, run_id="b")
+async def both():
+    return await asyncio.gather(llm.complete(ask(agent_id=3)), llm.complete(ask(agent_id=4)))
+first, fresh = asyncio.run(both())
+print(first.usage.cached, fresh.usage.cached, first.parsed.watch)
+"""
+    out = subprocess.run([sys.executable, "-c", code, cfg.model_dump_json()], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[:2] == ["True", "False"]  # a hit from the first process's answer; a new call
+    assert server.count == 2
 
 
 # ---------------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ class ResponseCache:
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._writes = 0
         self._checkpointer: threading.Thread | None = None
+        self._truncate = False  # a tidy is due (see `tidy`)
         self._conn.execute(_TABLE)
         have = {row[1] for row in self._conn.execute("PRAGMA table_info(responses)")}
         for name, kind in _ADDED.items():
@@ -106,23 +107,29 @@ class ResponseCache:
         """Between rounds: checkpoint the whole WAL on a thread and let it start again from
         empty (checkpoints during a round's calls copy it but may not restart it)."""
         with self._lock:
-            self._checkpoint_in_background("TRUNCATE")
+            self._truncate = True
+            self._checkpoint_in_background()
 
-    def _checkpoint_in_background(self, mode: str = "PASSIVE") -> None:
+    def _checkpoint_in_background(self) -> None:
         """Copy the WAL into the database on a thread (sqlite releases the GIL while it writes
-        and syncs); one at a time. Called under `_lock`."""
+        and syncs); one thread at a time, which also does a `tidy` asked for meanwhile.
+        Called under `_lock`."""
         if self._checkpointer is not None and self._checkpointer.is_alive():
             return
 
         def checkpoint() -> None:
-            try:
-                conn = sqlite3.connect(str(self.path), timeout=5.0)
+            mode = "PASSIVE"
+            while mode:
                 try:
-                    conn.execute(f"PRAGMA wal_checkpoint({mode})")
-                finally:
-                    conn.close()
-            except sqlite3.Error:  # a busy or closed file: the next one catches up
-                pass
+                    conn = sqlite3.connect(str(self.path), timeout=5.0)
+                    try:
+                        conn.execute(f"PRAGMA wal_checkpoint({mode})")
+                    finally:
+                        conn.close()
+                except sqlite3.Error:  # a busy or closed file: the next one catches up
+                    pass
+                with self._lock:
+                    mode, self._truncate = ("TRUNCATE" if self._truncate else ""), False
 
         self._checkpointer = threading.Thread(target=checkpoint, name="llm-cache-checkpoint", daemon=True)
         self._checkpointer.start()
