@@ -399,6 +399,21 @@ async def test_ledger_rows_and_parquet(openai_server, tmp_path):
     assert read_ledger(run).height == 6
 
 
+async def test_a_flush_keeps_the_rows_another_stack_wrote_to_the_same_ledger_meanwhile(openai_server, tmp_path):
+    server = openai_server()
+    one, two = (build_language_model(config(server), tmp_path / "run", run_id="run") for _ in range(2))
+    await one.complete(ask(agent_id=1))
+    one.flush()
+    await two.complete(ask(agent_id=2))
+    two.flush()  # two read the file one wrote
+    await one.complete(ask(agent_id=3))
+    one.flush()  # one must read the file again: two replaced it
+    assert sorted(read_ledger(tmp_path / "run")["agent_id"].to_list()) == [1, 2, 3]
+    await one.complete(ask(agent_id=4))
+    one.flush()  # nothing changed under one: its own copy is the file
+    assert sorted(read_ledger(tmp_path / "run")["agent_id"].to_list()) == [1, 2, 3, 4]
+
+
 def test_read_ledger_of_an_empty_run(tmp_path):
     df = read_ledger(tmp_path)
     assert df.height == 0 and "outcome" in df.columns

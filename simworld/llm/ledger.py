@@ -60,6 +60,15 @@ def read_ledger(run_dir: Path):
     return frame.with_columns(missing) if missing else frame  # a file from before a column was added
 
 
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    """What tells one version of a file from another (it is replaced whole: a new inode)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class LedgerModel(ModelWrapper):
     """Records every call that passes through it, in memory until `flush()`.
 
@@ -78,6 +87,7 @@ class LedgerModel(ModelWrapper):
         self._rows: list[dict[str, Any]] = []
         import polars as pl
 
+        self._seen = _file_state(self.path) if self.path is not None else None  # (see `flush`)
         self._set_known(read_ledger(self.path) if self.path is not None else pl.DataFrame(schema=_schema()))
 
     def set_round(self, round_: int | None) -> None:
@@ -140,7 +150,9 @@ class LedgerModel(ModelWrapper):
 
         with self._lock:
             rows, self._rows = self._rows, []
-        frame = read_ledger(self.path)
+        # the file as this stack last saw it needs no reading again (a long run's ledger is large)
+        frame = self._known if self._seen is not None and self._seen == _file_state(self.path) else (
+            read_ledger(self.path))
         if rows or not self.path.is_file():
             frame = pl.concat([frame, pl.DataFrame(rows, schema=_schema())], how="vertical_relaxed")
             self._write(frame)
@@ -155,7 +167,10 @@ class LedgerModel(ModelWrapper):
 
         with self._lock:
             self._rows = []
-        frame = read_ledger(self.path) if self.path is not None else self._known
+        if self.path is not None:
+            self._seen, frame = _file_state(self.path), read_ledger(self.path)
+        else:
+            frame = self._known
         kept = frame.filter(pl.col("round").is_null() | (pl.col("round") <= committed_round))
         if self.path is not None and kept.height != frame.height:
             self._write(kept)
@@ -177,6 +192,7 @@ class LedgerModel(ModelWrapper):
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         frame.write_parquet(tmp)
         os.replace(tmp, self.path)
+        self._seen = _file_state(self.path)
 
     def _set_known(self, frame) -> None:
         """`frame` is what the file holds now: the next call id and the budget follow from it."""
