@@ -4,7 +4,7 @@
 A plain local Ray reaches off the machine (it probes cloud metadata addresses and binds to
 the external interface). So a local Ray is started only where this process sees no network
 interface but loopback (a loopback-only network namespace: README "Ray"), pinned to
-127.0.0.1, without the dashboard and with usage stats off; set SIMWORLD_RAY_ALLOW_NETWORK=1
+127.0.0.1, without the dashboard, with usage stats and the cloud probe off; set SIMWORLD_RAY_ALLOW_NETWORK=1
 to start one on a machine where Ray may use the network. An address is checked with a plain
 TCP connect first: Ray itself waits minutes before it gives up on an unreachable one.
 """
@@ -12,9 +12,13 @@ TCP connect first: Ray itself waits minutes before it gives up on an unreachable
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from simworld.config import ExecutionSpec
@@ -70,9 +74,34 @@ def connect(spec: ExecutionSpec) -> bool:
         raise SimworldError("a local Ray would reach off this machine (cloud metadata probes, the external "
                             "interface): run inside a loopback-only network namespace (README, 'Run on Ray'), "
                             f"give execution.address, or set {ALLOW_NETWORK_ENV}=1 where Ray may use the network")
-    ray.init(num_cpus=spec.workers, include_dashboard=False, _node_ip_address="127.0.0.1",
-             logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
+    with _no_cloud_probe():
+        ray.init(num_cpus=spec.workers, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
     return True
+
+
+_SCRATCH: list[str] = []
+
+
+@contextlib.contextmanager
+def _no_cloud_probe():
+    """HOME, while Ray starts its processes, is a scratch folder holding an empty
+    ray_bootstrap_config.yaml: Ray's head (its usage-stats module, loaded even without the
+    dashboard and with usage stats off) reads that file and, when there is none, probes cloud
+    metadata addresses (169.254.169.254, metadata.google.internal) to name its cloud. Inside a
+    loopback-only namespace those connects fail at once; with the file they are never made."""
+    scratch = tempfile.mkdtemp(prefix="simworld-ray-home-")
+    _SCRATCH.append(scratch)  # removed when the run's Ray stops
+    Path(scratch, "ray_bootstrap_config.yaml").write_text("{}\n")
+    home = os.environ.get("HOME")
+    os.environ["HOME"] = scratch
+    try:
+        yield
+    finally:
+        if home is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = home
 
 
 _REMOTE = None
@@ -159,3 +188,5 @@ class RayExecutor(ShardedExecutor):
         super().close()
         if self._joined and ray.is_initialized():
             ray.shutdown()  # leaves the cluster; a local Ray started for the run stops with it
+            while _SCRATCH:
+                shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
