@@ -3,7 +3,7 @@
 
 A plain local Ray reaches off the machine (it probes cloud metadata addresses and binds to
 the external interface). So a local Ray is started only where this process sees no network
-interface but loopback (a loopback-only network namespace: README "Ray"), pinned to
+interface but loopback (a loopback-only network namespace: README "Worker processes and Ray"), pinned to
 127.0.0.1, without the dashboard, with usage stats and the cloud probe off; set SIMWORLD_RAY_ALLOW_NETWORK=1
 to start one on a machine where Ray may use the network. An address is checked with a plain
 TCP connect first: Ray itself waits minutes before it gives up on an unreachable one.
@@ -72,7 +72,8 @@ def connect(spec: ExecutionSpec) -> bool:
         return True
     if not loopback_only() and os.environ.get(ALLOW_NETWORK_ENV) != "1":
         raise SimworldError("a local Ray would reach off this machine (cloud metadata probes, the external "
-                            "interface): run inside a loopback-only network namespace (README, 'Run on Ray'), "
+                            "interface): run inside a loopback-only network namespace (README, 'Worker processes "
+                            "and Ray'), "
                             f"give execution.address, or set {ALLOW_NETWORK_ENV}=1 where Ray may use the network")
     with _no_cloud_probe():
         ray.init(num_cpus=spec.workers, include_dashboard=False, _node_ip_address="127.0.0.1",

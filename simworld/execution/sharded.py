@@ -81,8 +81,8 @@ class ShardedExecutor:
             if reply.error is not None:
                 raise unpack_error(reply.error)
         actions: list[Action | None] = [None] * len(observations)
-        for h, reply in zip(order, replies):
-            for pos, action in zip(groups[h], reply.actions or ()):
+        for h, reply in zip(order, replies, strict=True):
+            for pos, action in zip(groups[h], reply.actions or (), strict=True):  # one action each
                 actions[pos] = action
         return actions  # type: ignore[return-value]
 
