@@ -7,7 +7,8 @@ How a branch is made, in its own run folder:
    answers only from the parent's response cache (no call, no key). Memories are rebuilt
    this way too: a chroma store cannot be rolled back to an earlier round. Each replayed
    round's events must be the parent's, or the branch stops with one sentence (a parent
-   edited during its run cannot be replayed).
+   edited during its run cannot be replayed). A parent that is itself a branch replays
+   segment by segment: its ancestors' settings up to each one's branch round.
 2. adopt: rounds 1..R take the parent's own records (events, metrics, agents, timings and
    the ledger: what those rounds cost when they ran, so a budget goes on from there).
 3. switch: the world is rebuilt from the branch's scenario and takes the state at R; a
@@ -319,12 +320,13 @@ def _go_on(sim: Simulation, plan: BranchPlan, segments: list[Segment], fresh: bo
     """Replay the rest of rounds 1..R segment by segment (checking each round against the
     parent's), adopt the parent's records, and open the branch at R with its own settings."""
     expected = _parent_events(plan)
+    built = _segment_at(segments, sim.world.round)  # the segment `sim`'s world was built for
     try:
         while sim.world.round < plan.round:
             k = _segment_at(segments, sim.world.round)
-            if sim.world.scenario is not segments[k].scenario:  # a branch point of an ancestor
+            if k != built:  # a branch point of an ancestor: its settings from here on
                 sim.close()
-                sim = _open_segment(sim.run_dir, segments[k], plan)
+                sim, built = _open_segment(sim.run_dir, segments[k], plan), k
             result, _ = sim.step()
             _check_round(plan, result.round, result.events, expected)
     except KeyboardInterrupt:
