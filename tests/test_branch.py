@@ -299,3 +299,22 @@ def test_a_parent_changed_while_it_ran_cannot_be_branched(tmp_path):
     with pytest.raises(SimworldError, match=r"^round 2 of edited does not replay to the same events"):
         start_branch(sim.run_dir, 3, {"recommender.name": "mf"})
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["edited"]  # nothing left behind
+
+
+def test_an_llm_branch_killed_after_its_ledger_flush_resumes_to_the_uninterrupted_ledger(openai_server, tmp_path):
+    server = openai_server()
+    parent = parent_run(tmp_path, llm_scenario(server.url))
+    whole = branch_run(parent, 3, {"recommender.name": "mf"}, run_id="b", out_dir=tmp_path / "whole")
+    out = tmp_path / "killed"  # its own response cache: round 4's answers are paid for again
+    killed = subprocess.run([sys.executable, "-c", KILL, "after:ledger_flush", "4", str(parent), str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    calls = server.count
+    result = CliRunner().invoke(app, ["resume", str(out / "b")])
+    assert result.exit_code == 0, result.output
+    assert server.count == calls  # round 4's answers were paid before the kill: the resume asks nothing
+    assert comparable(read_events(out / "b")).equals(comparable(read_events(whole)))
+    a, b = (read_ledger(d).drop("latency_s", "call_id").sort("round", "agent_id", "purpose", "prompt_tokens")
+            for d in (whole, out / "b"))  # concurrent calls take call ids in the order they start
+    assert b.equals(a) and not after(b, 3)["cached"].any() and after(b, 3).height > 0
+    assert read_summary(out / "b")["llm"] == read_summary(whole)["llm"]
