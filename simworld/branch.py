@@ -211,15 +211,16 @@ def replay_segments(run_dir: Path, upto: int) -> list[Segment]:
 
 
 def _cache_only(run_dir: Path, budget: bool = False) -> Scenario:
-    """A run's scenario with an LLM that answers only from the run's cache; without its budget
-    unless `budget` (a replay of rounds whose records it adopts pays for nothing)."""
+    """A run's scenario with an LLM that answers only from the run's cache, deciding in this
+    process (every execution backend gives the same events; a replay needs no workers or Ray);
+    without its budget unless `budget` (a replay of rounds whose records it adopts pays for nothing)."""
     scenario = load_scenario(run_dir / "scenario.yaml")
     llm = scenario.llm
     cache_dir = llm.cache_dir if llm.cache_dir is not None else run_dir.resolve().parent  # where its answers are
     update: dict[str, Any] = {"cache_only": True, "cache_dir": cache_dir}
     if not budget:
         update.update(budget_tokens=None, budget_usd=None)
-    return scenario.with_overrides(llm=llm.model_copy(update=update).model_dump())
+    return scenario.with_overrides(llm=llm.model_copy(update=update).model_dump(), execution={"backend": "local"})
 
 
 # -- making and resuming a branch ---------------------------------------------------------------------

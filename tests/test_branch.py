@@ -318,3 +318,10 @@ def test_an_llm_branch_killed_after_its_ledger_flush_resumes_to_the_uninterrupte
             for d in (whole, out / "b"))  # concurrent calls take call ids in the order they start
     assert b.equals(a) and not after(b, 3)["cached"].any() and after(b, 3).height > 0
     assert read_summary(out / "b")["llm"] == read_summary(whole)["llm"]
+
+
+def test_a_run_decided_in_worker_processes_replays_in_this_process_and_branches(tmp_path):
+    parent = parent_run(tmp_path, RULE + "execution: {backend: processes, workers: 2}\n")
+    branch = branch_run(parent, 3, {"recommender.name": "mf", "execution.backend": "local"})
+    assert upto(read_events(branch), 3).drop("run_id").equals(upto(read_events(parent), 3).drop("run_id"))
+    assert read_summary(branch)["rounds_done"] == 6
