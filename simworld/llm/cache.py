@@ -121,7 +121,8 @@ class ResponseCache:
             mode = "PASSIVE"
             while mode:
                 try:
-                    conn = sqlite3.connect(str(self.path), timeout=5.0)
+                    # mode=rw: a file removed meanwhile is not made again, empty
+                    conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True, timeout=5.0)
                     try:
                         conn.execute(f"PRAGMA wal_checkpoint({mode})")
                     finally:

@@ -85,8 +85,8 @@ class RetryingModel(ModelWrapper):
             raise LLMTransientError(f"model call timed out after {self.timeout_s:g} s", kind="timeout") from None
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
-        # Most calls succeed at once: the first attempt runs without tenacity's machinery
-        # (a fifth of this layer's CPU per call), and only a transient failure starts it.
+        # Most calls succeed at once: the first attempt runs without tenacity's machinery (a
+        # retry state and its callbacks, built per call), which only a transient failure starts.
         try:
             return await self._attempt(request)
         except LLMTransientError as exc:  # any other error goes through at once, as below
