@@ -19,7 +19,7 @@ from simworld.errors import ScenarioError, SimworldError
 from simworld.execution.processes import ProcessExecutor
 from simworld.execution.shards import assign_shards, plan_shards
 from simworld.llm import read_ledger
-from simworld.recorder import read_events
+from simworld.recorder import read_events, read_summary
 from tests.helpers import comparable, write_scenario
 from tests.openai_server import openai_server  # noqa: F401  (fixture)
 
@@ -169,3 +169,19 @@ def test_a_policy_workers_cannot_rebuild_is_refused_clearly(tmp_path):
             world.run_round()
     finally:
         world.close()
+
+
+def test_a_model_gone_in_a_worker_stops_the_run_cleanly_as_in_one_process(openai_server, tmp_path):
+    server = openai_server()
+    scenario = load_scenario(write_scenario(tmp_path, llm_text(server.url, str(tmp_path / "cache"), rounds=3)))
+    sim = runner.start(scenario.with_settings({"execution.backend": "processes"}), out_dir=tmp_path / "runs",
+                       run_id="gone")
+    try:
+        sim.step()
+        server.stop()  # the workers' model goes away: their LLMUnavailableError reaches the driver as itself
+        with pytest.raises(SimworldError, match=r"stopped with 1 of 3 rounds done and resumes with: simworld resume"):
+            sim.run()
+    finally:
+        sim.close()
+    assert read_summary(sim.run_dir)["status"] == "stopped"
+    assert read_ledger(sim.run_dir).filter(pl.col("round") == 1).height > 0
