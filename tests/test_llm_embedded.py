@@ -92,3 +92,19 @@ def test_free_text_from_the_embedded_model():
         LLMRequest(messages=[{"role": "user", "content": "Describe Alien (1979) in one sentence."}], purpose="interview")
     ))
     assert reply.parsed is None and reply.text.strip()
+
+
+def test_the_embedded_model_voices_films_and_the_gate_keeps_only_clean_lines():
+    from simworld.agents.llm_policy import gate_feelings, voice_line, voice_line_flags
+    from simworld.catalog import load_bundled_catalog
+
+    catalog = load_bundled_catalog()
+    model = LiteLLMModel("local/smollm2", temperature=0.7)
+    films = [(catalog.get(i), rating) for i, rating in zip(catalog.ids[:4], (5.0, 1.0, 3.0, 4.0))]
+    lines = [asyncio.run(voice_line(model, item, rating, agent_id=1, round_no=1))[0] or "" for item, rating in films]
+    assert all("\n" not in line for line in lines) and any(lines)
+    templates = [f"Template line {k}." for k in range(len(films))]
+    kept, replaced = gate_feelings(lines, films, templates, "Maya Ito")
+    for (item, rating), line in zip(films, kept):
+        assert line in templates or not voice_line_flags(line, item, rating, "Maya Ito")
+    assert {item.item_id for (item, _), line in zip(films, kept) if line in templates} == set(replaced)
