@@ -3,12 +3,13 @@
     python benchmarks/bench_text_realism.py score RUN_DIR [RUN_DIR ...]
     python benchmarks/bench_text_realism.py probe [--films 60] [--seed 0]
 
-`score` reads a run's events and prints, for the lines the LLM was asked to voice (the first
-VOICED_FILMS watches of each hybrid decision), for the model's lines the voice gate kept, and for
-every feeling of the run: sentiment-rating consistency, distinct-1/2, the share of lines another
-agent wrote word for word, mean words, the shares of short and numeric lines, and the share of
-voiced lines the templates wrote (the fallback rows of `VoicePolicy` name them). A run made before
-the gate existed has no such rows: all its voiced lines are the model's.
+`score` prints `simworld.text_realism.score_run` (what `simworld eval text RUN_DIR` prints) for
+every feeling of the run, for the lines the LLM was asked to voice (the first VOICED_FILMS
+watches of each hybrid decision) as shown, and for the model's lines the voice gate kept:
+sentiment-rating consistency, distinct-1/2, the share of lines another agent wrote word for
+word, mean words, the shares of short and numeric lines, and the share of voiced lines the
+templates wrote (the fallback rows of `VoicePolicy` name them). A run made before the gate
+existed has no such rows: all its voiced lines are the model's.
 
 `probe` asks the embedded model (`local/smollm2`) to voice pairs of films with seeded ratings
 exactly as `VoicePolicy` does, with no simulation around it (about 0.3-0.5 s a call), and prints
@@ -25,49 +26,17 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from simworld.agents.llm_policy import VOICED_FILMS, gate_feelings, voice_gated_items  # noqa: E402
-from simworld.text_realism import score_texts  # noqa: E402
+from simworld.agents.llm_policy import VOICED_FILMS, gate_feelings  # noqa: E402
+from simworld.text_realism import score_run, score_texts  # noqa: E402
 
 COLUMNS = ("lines", "consistency", "distinct_1", "distinct_2", "shared_across_agents", "mean_words", "short",
            "numeric")
-
-
-def voiced_rows(events: pl.DataFrame) -> tuple[pl.DataFrame, set[tuple[int, int, int]]]:
-    """The watch rows the LLM was asked to voice, and the (round, agent, item) whose line the gate gave to the
-    template. A hybrid agent decides once a round; its first VOICED_FILMS watches were voiced."""
-    watches = (events.filter((pl.col("action") == "watch") & pl.col("policy").is_in(["hybrid", "fallback"]))
-               .sort("round", "seq"))
-    voiced = watches.group_by("round", "agent_id", maintain_order=True).head(VOICED_FILMS)
-    gated = set()
-    for rnd, agent, text in events.filter(pl.col("action") == "fallback").select("round", "agent_id", "text").rows():
-        gated |= {(rnd, agent, item) for item in voice_gated_items(text)}
-    errors = events.filter((pl.col("action") == "fallback") & ~pl.col("text").str.starts_with("voice gate"))
-    failed = set(errors.select("round", "agent_id").rows())  # the whole answer was invalid: templates spoke
-    voiced = voiced.with_columns(template=pl.struct("round", "agent_id", "item_id").map_elements(
-        lambda r: (r["round"], r["agent_id"], r["item_id"]) in gated or (r["round"], r["agent_id"]) in failed,
-        return_dtype=pl.Boolean))
-    return voiced, gated
-
-
-def score_run_dir(run_dir: Path) -> dict[str, dict]:
-    from simworld.recorder import read_events
-
-    events = read_events(run_dir)
-    voiced, _ = voiced_rows(events)
-    model = voiced.filter(~pl.col("template"))
-    feelings = events.filter((pl.col("action") == "watch") & pl.col("text").is_not_null())
-    rows = lambda f: f.select("agent_id", "text", "rating").rows()
-    out = {"voiced (final)": score_texts(rows(voiced)), "voiced by the model (kept)": score_texts(rows(model)),
-           "all feelings": score_texts(rows(feelings))}
-    out["voiced (final)"]["template_share"] = voiced["template"].mean() if voiced.height else None
-    return out
 
 
 def print_table(title: str, results: dict[str, dict]) -> None:
@@ -86,7 +55,7 @@ def print_table(title: str, results: dict[str, dict]) -> None:
 
 def score(args) -> None:
     for run_dir in args.run_dirs:
-        print_table(f"text realism of {run_dir.name}", score_run_dir(run_dir))
+        print_table(f"text realism of {run_dir.name}", score_run(run_dir))
 
 
 def probe(args) -> None:

@@ -120,8 +120,31 @@ def score_texts(lines: Sequence[tuple[int, str, float | None]]) -> dict[str, Any
             "contradicts": flags["contradicts"] / n}
 
 
+def voiced_lines(events):
+    """The watch rows an LLM was asked to voice (a hybrid agent's first VOICED_FILMS watches of a
+    decision), with `template`: True where the voice gate, or an unusable answer, left the rule
+    model's line (the decision's fallback row names those items)."""
+    import polars as pl
+
+    from simworld.agents.llm_policy import VOICED_FILMS, voice_gated_items
+
+    watches = (events.filter((pl.col("action") == "watch") & pl.col("policy").is_in(["hybrid", "fallback"]))
+               .sort("round", "seq"))
+    voiced = watches.group_by("round", "agent_id", maintain_order=True).head(VOICED_FILMS)
+    gated, failed = set(), set()
+    for rnd, agent, text in events.filter(pl.col("action") == "fallback").select("round", "agent_id", "text").rows():
+        items = voice_gated_items(text)
+        gated |= {(rnd, agent, item) for item in items}
+        if not items:
+            failed.add((rnd, agent))  # a whole answer was invalid (runs before the gate): the templates spoke
+    keys = voiced.select("round", "agent_id", "item_id").rows()
+    return voiced.with_columns(template=pl.Series([k in gated or k[:2] in failed for k in keys], dtype=pl.Boolean))
+
+
 def score_run(run_dir: Path) -> dict[str, Any]:
-    """Text realism of a run folder: watch feelings (with ratings), and every other text row."""
+    """Text realism of a run folder: watch feelings (with ratings), every other text row, and
+    where an LLM voiced feelings, its lines as shown ("voiced", with the share the templates
+    wrote) and the model's own lines among them ("voiced_by_model")."""
     import polars as pl
 
     from simworld.recorder import read_events
@@ -129,5 +152,14 @@ def score_run(run_dir: Path) -> dict[str, Any]:
     events = read_events(Path(run_dir)).filter(pl.col("text").is_not_null() & (pl.col("text") != ""))
     watches = events.filter(pl.col("action") == "watch")
     other = events.filter(pl.col("action").is_in(["post", "repost", "chat", "chat_line", "say"]))
-    return {"feelings": score_texts(watches.select("agent_id", "text", "rating").rows()),
-            "posts_and_chats": score_texts([(a, t, None) for a, t in other.select("agent_id", "text").rows()])}
+    def rows(frame: pl.DataFrame) -> list[tuple]:
+        return frame.select("agent_id", "text", "rating").rows()
+
+    out = {"feelings": score_texts(rows(watches))}
+    voiced = voiced_lines(events)
+    if voiced.height:
+        out["voiced"] = {**score_texts(rows(voiced)), "template_share": float(voiced["template"].mean())}
+        out["voiced_by_model"] = score_texts(rows(voiced.filter(~pl.col("template"))))
+        out["feelings"]["template_share"] = 1 - out["voiced_by_model"]["lines"] / max(watches.height, 1)
+    out["posts_and_chats"] = score_texts([(a, t, None) for a, t in other.select("agent_id", "text").rows()])
+    return out

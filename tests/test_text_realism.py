@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simworld.text_realism import line_flags, score_texts, sentiment
+from simworld.text_realism import line_flags, score_run, score_texts, sentiment
 from tests.openai_server import openai_server  # noqa: F401  (fixture)
 
 
@@ -101,3 +101,6 @@ def test_a_voiced_run_marks_which_lines_the_templates_wrote(openai_server, tmp_p
         rows = events.filter((pl.col("round") == rnd) & (pl.col("agent_id") == agent) & (pl.col("action") == "watch")
                              & pl.col("item_id").is_in(list(items)))
         assert rows.height == len(items) and all(t.startswith(tuple(templates)) for t in rows["text"])
+    scores = score_run(run_dir)  # what `simworld eval text` prints
+    assert 0 < scores["voiced"]["template_share"] < 1 and scores["voiced"]["numeric"] == 0
+    assert scores["voiced_by_model"]["lines"] == texts.count(good)
