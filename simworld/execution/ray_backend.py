@@ -12,6 +12,7 @@ TCP connect first: Ray itself waits minutes before it gives up on an unreachable
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
@@ -84,6 +85,11 @@ def connect(spec: ExecutionSpec) -> bool:
 _SCRATCH: list[str] = []
 
 
+def _remove_scratch() -> None:
+    while _SCRATCH:
+        shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
+
+
 @contextlib.contextmanager
 def _no_cloud_probe():
     """HOME, while Ray starts its processes, is a scratch folder holding an empty
@@ -92,6 +98,8 @@ def _no_cloud_probe():
     metadata addresses (169.254.169.254, metadata.google.internal) to name its cloud. Inside a
     loopback-only namespace those connects fail at once; with the file they are never made."""
     scratch = tempfile.mkdtemp(prefix="simworld-ray-home-")
+    if not _SCRATCH:
+        atexit.register(_remove_scratch)  # also when Ray is stopped by others than the executor
     _SCRATCH.append(scratch)  # removed when the run's Ray stops
     Path(scratch, "ray_bootstrap_config.yaml").write_text("{}\n")
     home = os.environ.get("HOME")
@@ -189,5 +197,4 @@ class RayExecutor(ShardedExecutor):
         super().close()
         if self._joined and ray.is_initialized():
             ray.shutdown()  # leaves the cluster; a local Ray started for the run stops with it
-            while _SCRATCH:
-                shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
+            _remove_scratch()
