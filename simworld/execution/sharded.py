@@ -56,6 +56,7 @@ class ShardedExecutor:
         self.hosts: list[Host] = []
         self.host_of: dict[int, int] = {}  # agent id -> host index
         self.known: list[dict] = []  # per host: agent id -> the persona object it holds
+        self._setup_personas: list[dict] = []  # per host: the personas it starts with (again after a restart)
         self.restarts = 0  # hosts started again after dying
 
     # -- for subclasses
