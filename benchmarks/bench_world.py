@@ -1,7 +1,8 @@
 """What a rule-policy world costs, part by part (issue 14: 10,000 agents x 100 rounds in 5 minutes).
 
     python benchmarks/bench_world.py --agents 10000 --rounds 100
-    python benchmarks/bench_world.py --agents 10000 --rounds 5 --memory --social
+    python benchmarks/bench_world.py --agents 10000 --rounds 4 --social
+    python benchmarks/bench_world.py --agents 1000 --rounds 4 --memory   # embeddings: keep it small
 
 Prints the wall time of the whole run (build, every round with its recording and checkpoint,
 finish) and the CPU time this process spent (the machine is shared: on a busy machine the wall

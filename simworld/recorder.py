@@ -15,10 +15,11 @@ Every file is written to a temporary name and renamed, and the checkpoint is wri
 a round is complete once its checkpoint exists. A crash loses at most the round in progress,
 and `resume` drops any file of a round past the checkpoint.
 
-Recording a round costs the same in round 100 as in round 1: the round's events and agent
-snapshot go to their own part files (folded at the end), the metrics come from running
-aggregates (`metrics.RunningMetrics`) and the summary from running totals; a resumed run
-rebuilds both from its event log once.
+Recording a round's events, metrics, summary and agent snapshot costs the same in round 100
+as in round 1: the round's events and agent snapshot go to their own part files (folded at
+the end), the metrics come from running aggregates (`metrics.RunningMetrics`) and the summary
+from running totals; a resumed run rebuilds both from its event log once. (The checkpoint
+grows with the state: the recommender keeps every interaction.)
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ import os
 import pickle
 import shutil
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import polars as pl
 
@@ -71,7 +73,7 @@ def atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
 
 def stamped_run_id(name: str, seed: int) -> str:
     """A run id from the clock: name-YYYYmmdd-HHMMSS-sSEED."""
-    return f"{name}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}-s{seed}"
+    return f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-s{seed}"
 
 
 @contextlib.contextmanager
@@ -121,7 +123,7 @@ class Recorder:
         run_dir.mkdir(parents=True, exist_ok=True)
 
     @classmethod
-    def create(cls, scenario: Scenario, run_dir: Path, run_id: str, catalog: Catalog) -> "Recorder":
+    def create(cls, scenario: Scenario, run_dir: Path, run_id: str, catalog: Catalog) -> Recorder:
         """Start the files of a run in a folder taken with `claim`."""
         if (run_dir / "summary.json").exists():
             raise SimworldError(f"run folder {run_dir} already holds a run; pick another --out or run id")
@@ -133,7 +135,7 @@ class Recorder:
         return rec
 
     @classmethod
-    def reopen(cls, run_dir: Path, run_id: str, catalog: Catalog, rounds_done: int) -> "Recorder":
+    def reopen(cls, run_dir: Path, run_id: str, catalog: Catalog, rounds_done: int) -> Recorder:
         """Reopen after a crash: forget whatever lies past the last complete round."""
         rec = cls(run_dir, run_id, catalog)
         rec.parts.mkdir(exist_ok=True)
