@@ -224,6 +224,72 @@ async def overhead_figures(calls: int, concurrencies: list[int], latency: float,
         proc.wait(timeout=5)
 
 
+async def profile_figures(calls: int, concurrency: int, tmp: Path) -> None:
+    """Where the stack's CPU goes, by package: cProfile's own time of every function, summed by
+    the package it is in. litellm's request building runs in a thread (run_in_executor); here it
+    runs inline so that the profile sees it."""
+    import concurrent.futures
+    import cProfile
+    import pstats
+
+    class Inline(concurrent.futures.ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+                future.set_exception(exc)
+            return future
+
+    proc, url = start_server(0.0)
+    try:
+        asyncio.get_running_loop().set_default_executor(Inline())
+        llm = build_language_model(LLMConfig(model=f"openai/{MODEL}", api_base=url, concurrency=concurrency),
+                                   tmp / "profile", run_id="profile")
+        await asyncio.gather(*(llm.complete(request(-1 - i)) for i in range(concurrency)))  # warm up
+        profiler = cProfile.Profile()
+        profiler.enable()
+        await asyncio.gather(*(llm.complete(request(i)) for i in range(calls)))
+        profiler.disable()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+    groups = {"litellm": "/litellm/", "openai SDK": "/openai/", "HTTP (httpx, aiohttp)": ("/httpx", "/aiohttp/",
+              "/httpcore/", "/yarl/", "/multidict/"), "pydantic": "/pydantic/", "simworld": "/simworld/",
+              "tenacity, aiolimiter, sqlite": ("/tenacity/", "/aiolimiter/", "sqlite3"),
+              "asyncio event loop": ("/asyncio/", "select.epoll", "selectors")}
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+
+    def own_group(key: tuple) -> str | None:
+        where = f"{key[0]}:{key[2]}"
+        return next((g for g, marks in groups.items()
+                     if any(m in where for m in ((marks,) if isinstance(marks, str) else marks))), None)
+
+    @functools.cache
+    def shares(key: tuple, depth: int = 0) -> tuple[tuple[str, float], ...]:
+        """A built-in or standard-library function's time belongs to its callers, by their share of its calls."""
+        group = own_group(key)
+        callers = stats.get(key, (0, 0, 0, 0, {}))[4]
+        if group is not None or not callers or depth > 8:
+            return ((group or "other (standard library)", 1.0),)
+        weight = sum(c[2] for c in callers.values()) or 1.0
+        out: dict[str, float] = {}
+        for caller, c in callers.items():
+            for g, f in shares(caller, depth + 1):
+                out[g] = out.get(g, 0.0) + f * (c[2] or 0.0) / weight
+        return tuple(out.items()) or (("other (standard library)", 1.0),)
+
+    seconds: dict[str, float] = {}
+    for key, row in stats.items():
+        for group, fraction in shares(key):
+            seconds[group] = seconds.get(group, 0.0) + row[2] * fraction
+    total = sum(seconds.values())
+    print(f"where the stack's CPU goes ({calls} calls, concurrency {concurrency}, profiled; each function's own "
+          "time by its package, built-ins' and the standard library's by their callers'):")
+    for group, s in sorted(seconds.items(), key=lambda kv: -kv[1]):
+        print(f"  {group:28s} {s / total:5.1%}")
+
+
 async def replay_figures(calls: int, concurrency: int, latency: float, tmp: Path) -> None:
     proc, url = start_server(latency)
     try:
@@ -358,10 +424,13 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--only-overhead", action="store_true", help="print the overhead table only")
+    parser.add_argument("--profile", action="store_true", help="also print where the stack's CPU goes, by package")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(overhead_figures(args.calls, args.concurrency, args.latency, args.repeats, Path(tmp),
                                      args.workers))
+        if args.profile:
+            asyncio.run(profile_figures(args.calls, min(args.concurrency), Path(tmp)))
         if args.only_overhead:
             return
         asyncio.run(replay_figures(args.calls, max(args.concurrency), args.latency, Path(tmp)))
