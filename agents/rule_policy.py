@@ -191,7 +191,21 @@ class RulePolicy:
         return u, x
 
     def utility(self, obs: Observation, item: Item) -> float:
-        return float(self._score([(obs, (item,), 0)])[0][0])
+        """One item's utility: `_score`'s arithmetic on Python floats, operation for operation
+        (the same number; tests/test_rule_policy.py checks), without numpy's per-call cost."""
+        s, persona = self.spec, obs.persona
+        genres = obs.catalog.genre_matrix[obs.catalog.row(item.item_id)]
+        match = 0.0
+        for t, g in zip(np.asarray(obs.taste, dtype=np.float64).tolist(), genres.tolist()):
+            match += t * g
+        if obs.user_taste is not None:  # a MovieLens-grounded user: what people with their history liked
+            w = s.affinity_weight
+            match = w * obs.user_taste.affinity(item.item_id) + (1.0 - w) * match
+        crowd = float(obs.item_means[obs.catalog.row(item.item_id)]) if obs.item_means is not None \
+            else _crowd_mean(obs, item.item_id)
+        social = persona.conformity * 0.25 * ((crowd - 3.0) / 2.0) if not math.isnan(crowd) else 0.0
+        novelty = persona.diversity * 0.15 * (1.0 - match)
+        return match + social + novelty
 
     def watch_probability(self, obs: Observation, item: Item, pages_seen: int) -> float:
         return sigmoid(self.watch_log_odds(obs, item, pages_seen))

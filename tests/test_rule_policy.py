@@ -217,6 +217,11 @@ def with_word_of_mouth(observations: list[Observation], catalog) -> list[Observa
 
 
 def assert_batch_equals_one_at_a_time(policy: RulePolicy, observations: list[Observation]) -> list:
+    # the one-item utility (calibration, expected ratings) is the batch's number exactly
+    for o in observations[:40]:
+        items = [item for page in o.pages for item in page]
+        u, _ = policy._score([(o, tuple(items), 0)])
+        assert [policy.utility(o, item) for item in items] == u.tolist()
     one_by_one = [policy.decide_now(o) for o in with_fresh_rngs(observations)]
     batch = policy.decide_batch(with_fresh_rngs(observations))
     assert len(batch) == len(one_by_one)
