@@ -15,6 +15,7 @@ silently opening a fresh stream; the built-in names are in `STREAM_NAMES`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -42,6 +43,7 @@ def register_stream(name: str, purpose: str) -> None:
     STREAM_NAMES[name] = purpose
 
 
+@functools.lru_cache(maxsize=None)  # hashed once per name: 10,000 agents open a stream each round
 def _name_words(name: str) -> tuple[int, ...]:
     digest = hashlib.blake2b(name.encode("utf-8"), digest_size=16).digest()
     return tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))
