@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import add_json_option, write_figures
+
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK_NAMESPACE = ["unshare", "--map-root-user", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
 
@@ -93,6 +95,8 @@ def inside(args: argparse.Namespace) -> None:
     print(f"{'single process':<28}{single:8.1f} s")
     print(f"{f'Ray, {args.workers} actors':<28}{on_ray:8.1f} s   (Ray's own start: {ray_start:.1f} s more)")
     print(f"{'Ray / single process':<28}{on_ray / single:8.2f} x")
+    write_figures(args.json, {"what": what, "local_s": single, "ray_s": on_ray, "ray_start_s": ray_start,
+                              "ratio": on_ray / single})
 
 
 def main() -> None:
@@ -104,12 +108,16 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.2, help="--llm: the endpoint's seconds per answer")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--shard-size", type=int, default=500)
+    ap.add_argument("--quick", action="store_true", help="a small run (300 agents, or 30 with --llm; 3 rounds)")
+    add_json_option(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.agents, args.rounds = (30 if args.llm else 300), 3
     if all(name == "lo" for _, name in socket.if_nameindex()):
         inside(args)
         return
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
-    sys.exit(subprocess.run([*LOOPBACK_NAMESPACE, sys.executable, *sys.argv], env=env).returncode)
+    sys.exit(subprocess.run([*LOOPBACK_NAMESPACE, sys.executable, *sys.argv], check=False, env=env).returncode)
 
 
 if __name__ == "__main__":

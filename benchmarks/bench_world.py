@@ -25,6 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import polars as pl
+from figures import add_json_option, write_figures
 from rich.console import Console
 from rich.table import Table
 
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--probability", type=float, default=0.5)
     ap.add_argument("--memory", action="store_true", help="agent memory in chromadb (MiniLM embeddings)")
     ap.add_argument("--social", action="store_true", help="the social layer (taste-SBM friend graph, degree 6)")
+    add_json_option(ap)
     args = ap.parse_args()
     scenario = parse_scenario(scenario_for(args))
     console = Console(width=120)
@@ -120,6 +122,9 @@ def main() -> None:
         stages.add_row(f"record: {name}", *_cells(seconds[-args.rounds:], per_round))
     stages.add_row("whole step", *_cells(steps, per_round))
     console.print(stages)
+    write_figures(args.json, {"agents": args.agents, "rounds": args.rounds, "wall_s": total_s, "cpu_s": cpu_s,
+                              "build_s": build_s, "finish_s": finish_s, "round_s": per_round,
+                              "agent_rounds_per_s": agent_rounds / rounds_s, "checkpoint_mb": checkpoint_mb})
 
 
 def _cells(seconds: list[float], per_round: float) -> list[str]:
