@@ -12,7 +12,23 @@ accuracy and F1 over every film of every trial (fidelity.metrics.alignment).
 
 Calibrated into the choice model: the taste model's affinity (what the rule policy ranks by) plus
 w times the continuation PMI, with w chosen on the first half of the trials and scored on the
-second half, next to the affinity alone on the same half. Slow on 2 busy cores: 3-10 s a trial.
+second half, next to the affinity alone on the same half. Slow on 2 busy cores: 2-10 s a trial.
+
+Measured (December 2026, ml-latest-small, 200 users, the first 200 trials at 1:1, 5 liked films;
+hit rate with its 95% interval):
+
+    yes/no minus film-only     0.535  0.466-0.603   (chance: "No" bias or not, yes/no cannot rank)
+    yes/no given liked films   0.505  0.436-0.574
+    continuation PMI           0.650  0.582-0.713
+    continuation given liked   0.690  0.623-0.750
+    title prior (no films)     0.600  0.531-0.665   (the model's prior for a title: a popularity proxy)
+    random                     0.520  0.451-0.588
+    popularity                 0.750  0.686-0.805
+    calibrated: w = 0 on the first 100 trials; on the other 100 the taste affinity alone 0.880,
+    affinity + w * PMI 0.880, PMI alone 0.680 (any w > 0.003 lowers it: 0.01 -> 0.86, 0.1 -> 0.77).
+
+So the continuation beats random, but not popularity, and adds nothing to the choice model:
+it is kept as this probe and `agents/logprob_scorer.py`, not as a policy.
 """
 
 from __future__ import annotations

@@ -14,6 +14,17 @@ existed has no such rows: all its voiced lines are the model's.
 `probe` asks the embedded model (`local/smollm2`) to voice pairs of films with seeded ratings
 exactly as `VoicePolicy` does, with no simulation around it (about 0.3-0.5 s a call), and prints
 the same figures for the model's raw lines and for the gated ones, with the gate's reasons.
+
+Measured (December 2026) on scenarios/movies.yaml with `policy: {kind: hybrid, llm_fraction: 0.0,
+voice: true, voice_fraction: 0.2}`, voiced lines (95 in each run):
+
+                            before (JSON, 2 films a call)   after (free text, examples, gate)
+    consistency                  1.000 (few lines had any sentiment)   1.000 (model's own: 0.62 in the probe)
+    distinct-1 / distinct-2      0.571 / 0.798 (fragments, names)      0.321 / 0.693
+    mean words                   2.1                                  9.4
+    short / numeric lines        0.768 / 0.474                        0.000 / 0.000
+    shared across agents         0.305                                0.105 (the templates' lines)
+    written by the templates     0                                    0.137
 """
 
 from __future__ import annotations
