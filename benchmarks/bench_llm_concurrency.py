@@ -45,6 +45,7 @@ from simworld.llm import LLMConfig, LLMRequest, build_language_model, read_ledge
 from simworld.llm.litellm_model import response_format_for
 
 MODEL = "gpt-4o-mini"  # a model litellm knows (its price lookup is a dict hit, as with a real hosted model)
+TIMEOUT_S = 60.0  # every client's, as the stack's default (a reply lost on the way fails the round, never hangs it)
 
 
 class Decision(pydantic.BaseModel):
@@ -86,7 +87,7 @@ def raw_client(url: str, concurrency: int) -> Call:
     """The raw openai AsyncOpenAI client: the same request, the answer validated the same way."""
     import openai
 
-    client = openai.AsyncOpenAI(base_url=url, api_key="no-key", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=url, api_key="no-key", max_retries=0, timeout=TIMEOUT_S)
     sem = asyncio.Semaphore(concurrency)
 
     async def call(req: LLMRequest) -> object:
@@ -111,17 +112,24 @@ def litellm_alone(url: str, concurrency: int) -> Call:
             reply = await lt.acompletion(
                 model=f"openai/{MODEL}", api_base=url, api_key="no-key", messages=[dict(m) for m in req.messages],
                 temperature=0.7, max_tokens=256, response_format=response_format_for(req), num_retries=0,
-                max_retries=0)
+                max_retries=0, timeout=TIMEOUT_S)
         return Decision.model_validate_json(reply.choices[0].message.content)
 
     return call
 
 
+SETTLE_S = 0.3  # litellm logs a call in a task of its own after the call returns
+
+
 async def timed_round(call: Call, first: int, calls: int) -> tuple[float, float]:
-    """Wall seconds and process CPU seconds of `calls` concurrent fresh calls."""
+    """Wall seconds and process CPU seconds of `calls` concurrent fresh calls. The CPU includes
+    the work the calls leave behind (litellm's logging tasks), which would otherwise fall into
+    the next client's round."""
     cpu, started = time.process_time(), time.perf_counter()
     replies = await asyncio.gather(*(call(request(first + i)) for i in range(calls)))
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    wall = time.perf_counter() - started
+    await asyncio.sleep(SETTLE_S)
+    cpu = time.process_time() - cpu
     assert all(r is not None for r in replies)
     return wall, cpu
 
