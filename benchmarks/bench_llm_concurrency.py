@@ -210,9 +210,11 @@ async def overhead_figures(calls: int, concurrencies: list[int], latency: float,
             for k, run_round in enumerate(rounds.values()):  # warm up: imports, HTTP clients, connections
                 await run_round(offset - (k + 1) * 10_000, max(concurrency, 2 * workers))
             figures: dict[str, list[tuple[float, float]]] = {name: [] for name in rounds}
-            for rep in range(repeats):  # the clients take turns, so a busy moment hits all of them
-                for k, (name, run_round) in enumerate(rounds.items()):
-                    figures[name].append(await run_round(offset + (rep * len(rounds) + k) * calls, calls))
+            names = list(rounds)
+            for rep in range(repeats):  # the clients take turns, so a busy moment hits all of them,
+                for k in range(len(names)):  # and who goes first turns too
+                    name = names[(k + rep) % len(names)]
+                    figures[name].append(await rounds[name](offset + (rep * len(names) + k) * calls, calls))
             if spread is not None:
                 spread.close()
             floor = math.ceil(calls / concurrency) * latency
