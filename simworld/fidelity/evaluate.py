@@ -40,8 +40,8 @@ from simworld.agents.rule_policy import RulePolicy
 from simworld.catalog import Item
 from simworld.config import Scenario
 from simworld.errors import SimworldError
-from simworld.recorder import stamped_run_id
 from simworld.fidelity import metrics as fm
+from simworld.recorder import stamped_run_id
 from simworld.streams import Streams, register_stream
 
 register_stream("fidelity", "the fidelity trials' films and policies' draws (keys: trial, m)")
@@ -207,7 +207,7 @@ def _align(trials: Trials, name: str) -> list[dict[str, Any]]:
         for m in M_VALUES:
             decisions, fallbacks = [], 0
 
-            async def one(no: int, trial: Trial):
+            async def one(no: int, trial: Trial, m: int = m):  # bound: runs within this iteration
                 page, truth, rng = trials.page(no, trial, m)
                 if policy_for is None:
                     return truth, _baseline_picks(name, trials, page, rng), "baseline"
@@ -254,13 +254,13 @@ def _rating_rows(trials: Trials, names: list[str]) -> list[dict[str, Any]]:
         try:
             predicted, truth = [], []
 
-            async def rate(no: int, agent: int, item_id: int):
+            async def rate(no: int, agent: int, item_id: int, policy_for=policy_for):
                 policy = policy_for(trials.personas[agent])
                 item = trials.catalog.get(item_id)
                 rng = trials.streams.generator("fidelity", no + 1, 0)
                 obs = trials.observation(agent, (item,), rng)
                 if hasattr(policy, "judge"):  # an LLM rates what it chooses to watch
-                    decision, who = await policy.judge(obs, (item,))
+                    decision, _who = await policy.judge(obs, (item,))
                     return next((w.rating for w in decision.watches), None)
                 rule = policy if isinstance(policy, RulePolicy) else policy.rule
                 return rule.expected_rating(obs, item)
@@ -290,7 +290,7 @@ def realism(trials: Trials, events: pl.DataFrame) -> dict[str, Any]:
     real_counts = dict(trials.test.group_by("user_id").len().iter_rows())
     sim_act = np.array([sim_counts.get(a, 0) for a in agents], dtype=np.float64)
     real_act = np.array([real_counts.get(trials.source[a], 0) for a in agents], dtype=np.float64)
-    norm = lambda x: x / x.mean() if x.mean() > 0 else x  # noqa: E731 (shape, not scale)
+    norm = lambda x: x / x.mean() if x.mean() > 0 else x
 
     def genre_shares(item_ids: list[int]) -> dict[str, float]:
         shares: dict[str, float] = {}

@@ -12,8 +12,8 @@ from simworld.compare import COLORS, _html_table
 
 
 def _layout(fig: go.Figure, title: str, **kw) -> go.Figure:
-    fig.update_layout(title=title, height=340, margin=dict(l=40, r=20, t=50, b=40), template="plotly_white",
-                      legend=dict(orientation="h", y=-0.25), **kw)
+    fig.update_layout(title=title, height=340, margin={"l": 40, "r": 20, "t": 50, "b": 40}, template="plotly_white",
+                      legend={"orientation": "h", "y": -0.25}, **kw)
     return fig
 
 
@@ -51,7 +51,7 @@ def write_report(result, path: Path) -> Path:
                                     f"rating histogram (total variation {real['ratings']['tvd']:.3f})"))
         figures.append(_pair_figure(real["genres"]["sim"], real["genres"]["real"],
                                     f"genre shares (total variation {real['genres']['tvd']:.3f})"))
-    parts = [f"<h1>simworld fidelity report: {html.escape(result.scenario)}</h1>"
+    parts = [f"<h1>simworld fidelity report: {html.escape(result.scenario)}</h1>",
              f"<p>{result.users} MovieLens-grounded users; held-out part of each user's ratings in time.</p>"]
     for k, fig in enumerate(figures):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(k == 0)))
