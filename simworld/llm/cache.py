@@ -13,7 +13,8 @@ ledger equals an uninterrupted run's.
 
 Concurrency: one connection per process behind a lock, WAL journal; identical requests in
 flight make one call (single flight); processes sharing the file agree (the first answer
-stored wins, and every caller returns it).
+stored wins, and every caller returns it). An answer is committed before its call returns;
+the WAL is checkpointed on a thread of its own, never inside a call.
 """
 
 from __future__ import annotations
