@@ -40,10 +40,16 @@ class DecisionMeta:
     fallback_reason: str | None = None
 
 
+# Films a user found outside the platform (friends, TV, cinemas: the rule policy's discovery
+# channel) and what they did with them: (item ids weighed, decision), judged like a page.
+Discovery = tuple[tuple[int, ...], PageDecision]
+
+
 @dataclass(frozen=True)
 class BrowseAction:
     pages: tuple[tuple[tuple[int, ...], PageDecision], ...]  # (item ids shown, decision) per page seen
     meta: DecisionMeta = field(default_factory=DecisionMeta)
+    discovered: Discovery | None = None
     kind: Literal["browse"] = "browse"
 
 
@@ -53,6 +59,7 @@ class SearchAction:
     results: tuple[int, ...]
     decision: PageDecision
     meta: DecisionMeta = field(default_factory=DecisionMeta)
+    discovered: Discovery | None = None
     kind: Literal["search"] = "search"
 
 
@@ -126,8 +133,12 @@ SocialAction = Union[ChatAction, PostAction, ReadFeedAction, FollowAction]
 
 
 def watches_of(action: Action) -> list[Watch]:
+    """The action's watches in the order they happened: its pages' (or search results'), then
+    those of the films found outside the platform."""
     if isinstance(action, BrowseAction):
-        return [w for _, page in action.pages for w in page.watches]
-    if isinstance(action, SearchAction):
-        return list(action.decision.watches)
-    return []
+        watches = [w for _, page in action.pages for w in page.watches]
+    elif isinstance(action, SearchAction):
+        watches = list(action.decision.watches)
+    else:
+        return []
+    return watches + list(action.discovered[1].watches) if action.discovered is not None else watches

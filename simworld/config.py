@@ -143,6 +143,10 @@ class RulePolicySpec(Section):
                                    "collaborative affinity (simworld/taste.py) in the taste match; the rest is genres")
     page_contrast: float = Field(0.0, ge=0, le=LOG_ODDS, description="log-odds lost per unit of utility below "
                                  "the best film on the page (0: films are judged one by one)")
+    discovery_rate: float = Field(0.0, ge=0, le=1, description="chance per active round that a user also weighs "
+                                  "a few films found outside the platform (friends, TV, cinemas), drawn from the "
+                                  "whole catalogue in proportion to their taste (0: the platform is the only way "
+                                  "to films)")
 
 
 class PolicySpec(Section):

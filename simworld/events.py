@@ -16,12 +16,13 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "round": pl.Int64,
     "agent_id": pl.Int64,
     "seq": pl.Int64,  # order of the row within its round: apply order, deterministic
-    "action": pl.String,  # page | watch | next_page | leave | search | idle | fallback | reflect
+    "action": pl.String,  # page | watch | next_page | leave | search | discover | idle | fallback | reflect
     #                       | chat | post | repost | like | read_feed | follow | unfollow
     "item_id": pl.Int64,
     "rating": pl.Float64,
     "text": pl.String,  # feeling, search query, fallback reason...
-    "items": pl.List(pl.Int64),  # items shown on a page or returned by a search; films named in a chat
+    "items": pl.List(pl.Int64),  # items shown on a page, returned by a search or found outside the platform
+    #                              (discover); films named in a chat
     #                              message; films of the posts read in a feed visit
     "policy": pl.String,  # rule | llm | fallback
     "latency_ms": pl.Float64,  # decision time; on the action's first row, 0 on the others
@@ -34,6 +35,7 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "parent_id": pl.Int64,  # repost: the post reposted (follow parents to the original)
     "audience": pl.List(pl.Int64),  # post/repost: the followers it reached
     "source": pl.String,  # watch: page (recommended) | search | friend (a chat) | feed (a post)
+    #                       | outside (found outside the platform: the rule policy's discovery channel)
 }
 SOCIAL_ACTIONS = ("chat", "post", "repost", "like", "read_feed", "follow", "unfollow")
 
@@ -99,6 +101,11 @@ class EventBuilder:
             self._page(agent_id, action.decision, policy, last=True, closing=False, source="search")
         else:
             self.add(agent_id, "idle", first, policy=policy)
+            return
+        if action.discovered is not None:  # films found outside the platform, after the platform's
+            found, decision = action.discovered
+            self.add(agent_id, "discover", None, items=list(found), text="outside the platform", policy=policy)
+            self._page(agent_id, decision, policy, last=True, closing=False, source="outside")
 
     def _page(self, agent_id: int, decision: PageDecision, policy: str, last: bool, closing: bool = True,
               source: str = "page") -> None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -267,10 +268,17 @@ def test_decide_batch_equals_deciding_one_at_a_time_for_synthetic_users(tmp_path
         observations = with_word_of_mouth(round_observations(sim), sim.world.catalog)
         policy = RulePolicy(scenario.policy.rule)
         actions = assert_batch_equals_one_at_a_time(policy, observations)
+        # films found outside the platform: the same on both paths too, after browsing and searching
+        discovering = RulePolicy(scenario.policy.rule.model_copy(update={"discovery_rate": 0.6}))
+        found = assert_batch_equals_one_at_a_time(discovering, observations)
     finally:
         sim.close()
     kinds, watches = kinds_and_watches(actions)
     assert kinds == {"BrowseAction", "SearchAction", "IdleAction"} and watches > 50
+    assert all(getattr(a, "discovered", None) is None for a in actions)
+    assert {type(a).__name__ for a in found if getattr(a, "discovered", None) is not None} == \
+        {"BrowseAction", "SearchAction"}
+    assert sum(len(a.discovered[1].watches) for a in found if getattr(a, "discovered", None) is not None) > 20
     assert any(o.extra.get("heard") for o in observations) and any(o.watched for o in observations)
     # hand-built observations without the round's shared item means fall back to item_mean_rating
     bare = [replace(o, item_means=None) for o in observations[:40]]
@@ -292,6 +300,130 @@ def test_decide_batch_equals_deciding_one_at_a_time_for_movielens_users(movielen
         assert observations and all(o.user_taste is not None for o in observations)
         policy = RulePolicy(scenario.policy.rule)
         actions = assert_batch_equals_one_at_a_time(policy, observations)
+        discovering = RulePolicy(scenario.policy.rule.model_copy(update={"discovery_rate": 0.7}))
+        found = assert_batch_equals_one_at_a_time(discovering, observations)
+        # a grounded user's discovery weights are the taste model's affinity of every film
+        o = observations[0]
+        weights = discovering.taste_weights(o)
+        for item in o.catalog.items[:50]:
+            assert weights[o.catalog.row(item.item_id)] == pytest.approx(o.user_taste.affinity(item.item_id), abs=1e-9)
     finally:
         sim.close()
     assert kinds_and_watches(actions)[1] > 0
+    discovered = [a.discovered for a in found if getattr(a, "discovered", None) is not None]
+    assert discovered and sum(len(d.watches) for _, d in discovered) > 0
+
+
+# -- discovery: films found outside the platform (issue 13, the long tail) ------------------------
+
+def test_discovery_is_off_by_default_and_validated():
+    from simworld.config import parse_scenario
+    from simworld.errors import ScenarioError
+
+    assert RulePolicySpec().discovery_rate == 0.0
+    assert parse_scenario({"name": "d", "policy": {"rule": {"discovery_rate": 0.4}}}).policy.rule.discovery_rate == 0.4
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ScenarioError, match="discovery_rate"):
+            parse_scenario({"name": "d", "policy": {"rule": {"discovery_rate": bad}}})
+
+
+def run_events(tmp_path, name: str, rule: dict, rounds: int = 4):
+    from simworld import runner
+    from simworld.config import parse_scenario
+    from simworld.recorder import read_events
+
+    scenario = parse_scenario({"name": "disc", "seed": 11, "rounds": rounds, "population": {"size": 80},
+                               "activity": {"probability": 0.7}, "recommender": {"name": "popularity"},
+                               "policy": {"kind": "rule", "rule": rule}})
+    sim = runner.start(scenario, out_dir=tmp_path / name, run_id=name)
+    try:
+        sim.run()
+    finally:
+        sim.close()
+    return read_events(sim.run_dir).drop("run_id", "latency_ms")
+
+
+def test_discovery_at_zero_draws_exactly_what_a_run_without_it_drew(tmp_path):
+    without = run_events(tmp_path, "without", {"search_rate": 0.2})
+    at_zero = run_events(tmp_path, "at_zero", {"search_rate": 0.2, "discovery_rate": 0.0})
+    assert without.equals(at_zero)
+    assert without.filter(pl.col("action") == "discover").height == 0
+    assert without.filter(pl.col("source") == "outside").height == 0
+    on = run_events(tmp_path, "on", {"search_rate": 0.2, "discovery_rate": 0.5})
+    assert not on.equals(without)
+
+
+def test_a_run_with_discovery_logs_the_films_found_outside_and_their_watches(tmp_path):
+    events = run_events(tmp_path, "on", {"discovery_rate": 0.5})
+    found = events.filter(pl.col("action") == "discover")
+    assert found.height > 20 and (found["text"] == "outside the platform").all()
+    outside = events.filter((pl.col("action") == "watch") & (pl.col("source") == "outside"))
+    assert outside.height > 10
+    considered = {(r, a): set(items) for r, a, items in found.select("round", "agent_id", "items").iter_rows()}
+    shown: dict[tuple[int, int], set[int]] = {}
+    for r, a, items in events.filter(pl.col("action").is_in(["page", "search"])).select(
+            "round", "agent_id", "items").iter_rows():
+        shown.setdefault((r, a), set()).update(items or [])
+    for r, a, item in outside.select("round", "agent_id", "item_id").iter_rows():
+        assert item in considered[(r, a)] and item not in shown.get((r, a), set())  # found outside, not on a page
+    # never a film the agent had watched in an earlier round
+    watches = events.filter(pl.col("action") == "watch")
+    first = {(a, i): r for a, i, r in watches.group_by("agent_id", "item_id").agg(pl.col("round").min()).iter_rows()}
+    for r, a, items in found.select("round", "agent_id", "items").iter_rows():
+        for item in items:
+            assert first.get((a, item), r) >= r
+
+
+def test_discovered_films_follow_the_taste_skip_watched_films_and_are_deterministic(catalog):
+    policy = RulePolicy(RulePolicySpec(discovery_rate=1.0, search_rate=0.0, idle_rate=0.0))
+    fan = persona_liking(catalog, "Horror")
+    page = items_with(catalog, "Musical", 8, exclude="Horror")
+    watched = frozenset(i.item_id for i in items_with(catalog, "Horror", 10))
+    found, outside_watches = [], 0
+    for seed in range(150):
+        action = policy.decide_now(observe(catalog, fan, (page,), seed=seed, watched=watched))
+        assert action == policy.decide_now(observe(catalog, fan, (page,), seed=seed, watched=watched))
+        assert isinstance(action, BrowseAction) and action.discovered is not None
+        ids, decision = action.discovered
+        assert 0 < len(ids) <= 3 and len(set(ids)) == len(ids)
+        assert all(i in catalog for i in ids) and not set(ids) & watched
+        assert not set(ids) & {item.item_id for item in page}
+        assert {w.item_id for w in decision.watches} <= set(ids)
+        assert watches_of(action)[-len(decision.watches):] == decision.watches if decision.watches else True
+        found += ids
+        outside_watches += len(decision.watches)
+    horror = sum("Horror" in catalog.get(i).genres for i in found)
+    assert horror / len(found) > 0.9  # a one-genre taste finds that genre
+    assert outside_watches > 50
+    assert len(set(found)) > 20  # drawn over the catalogue, not one favourite
+    # the same seed with discovery off: no draw of it, the platform's part unchanged
+    off = RulePolicy(RulePolicySpec(search_rate=0.0, idle_rate=0.0)).decide_now(observe(catalog, fan, (page,), seed=3))
+    on = policy.decide_now(observe(catalog, fan, (page,), seed=3, watched=watched))
+    assert off.discovered is None and on.discovered is not None
+
+
+def test_discovery_weights_follow_the_genre_match_and_an_exhausted_taste_finds_nothing(catalog):
+    policy = RulePolicy(RulePolicySpec(discovery_rate=1.0))
+    fan = persona_liking(catalog, "Horror")
+    obs = observe(catalog, fan, ())
+    weights = policy.taste_weights(obs)
+    is_horror = np.array(["Horror" in item.genres for item in catalog.items])
+    assert (weights[~is_horror] == 0).all() and (weights[is_horror] > 0).all()
+    every_horror = frozenset(item.item_id for item in catalog.items if "Horror" in item.genres)
+    assert policy.discover(observe(catalog, fan, (), watched=every_horror)) == ()
+
+
+def test_discovered_watches_are_logged_after_the_pages_with_their_source():
+    from simworld.agents.actions import PageDecision, Watch
+    from simworld.events import EventBuilder
+
+    seen = PageDecision(watches=[Watch(item_id=1, rating=4.0, feeling="good")], then="leave")
+    found = PageDecision(watches=[Watch(item_id=9, rating=3.5, feeling="fine")])
+    events = EventBuilder("r", 1)
+    events.add_action(4, BrowseAction(pages=(((1, 2), seen),), discovered=((9, 8, 7), found)))
+    events.add_action(5, SearchAction(query="q", results=(3,), decision=PageDecision(), discovered=((6,), PageDecision())))
+    frame = events.frame()
+    assert frame.select("agent_id", "action", "item_id", "source").rows() == [
+        (4, "page", None, None), (4, "watch", 1, "page"), (4, "leave", None, None), (4, "discover", None, None),
+        (4, "watch", 9, "outside"), (5, "search", None, None), (5, "discover", None, None)]
+    assert frame.filter(pl.col("action") == "discover")["items"].to_list() == [[9, 8, 7], [6]]
