@@ -17,6 +17,12 @@ accuracy of the model's own sampled choices (`--objective accuracy`, the default
 model's Pareto tail index is the one that makes the activity model, over the scenario's rounds,
 spread activity over the users as unequally (Gini) as their training rating counts
 (`fit_activity_alpha`).
+The discovery channel's rate (`policy.rule.discovery_rate`: how often a user also weighs films
+found outside the platform) is the one of a grid at which a run of the calibrated scenario puts
+as large a share of its watches on the most-watched 20% of films as the same users' training
+ratings do (`fit_discovery_rate`). That share depends on the number of watches (fewer
+draws over the same films leave more of them unwatched), so the training ratings are
+subsampled to the run's number of watches before it is taken.
 The result is written as a scenario the user can run, with the fidelity figures (1:m
 alignment and rating error on the held-out part) before and after.
 """
@@ -149,11 +155,74 @@ def fit_activity_alpha(quantiles: np.ndarray, counts: np.ndarray, probability: f
     return float(ALPHA_GRID[int(np.argmin(np.abs(np.asarray(spread) - target)))])
 
 
+DISCOVERY_GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class DiscoveryFit:
+    discovery_rate: float
+    target: float  # top-20% share of the users' training ratings, at the chosen run's number of watches
+    shares: dict[float, tuple[float, float]]  # rate -> (simulated share, training share at that many watches)
+
+
+def subsampled_top_share(rows: np.ndarray, size: int, n_items: int, seed: int = 0, draws: int = 10) -> float:
+    """Mean top-20% share of `size` ratings drawn without replacement from `rows` (catalogue rows)."""
+    from simworld.fidelity.metrics import top_share
+
+    rng = np.random.default_rng(seed)
+    size = min(int(size), len(rows))
+    if size <= 0:
+        return math.nan
+    return float(np.mean([top_share(np.bincount(rng.choice(rows, size, replace=False), minlength=n_items))
+                          for _ in range(draws)]))
+
+
+def fit_discovery_rate(scenario: Scenario, grid: tuple[float, ...] = DISCOVERY_GRID,
+                       rounds: int | None = None) -> DiscoveryFit:
+    """The grid's discovery rate whose run of `scenario` spreads watches over films most like the
+    same users' training ratings do (top-20% share at equal numbers of watches). Reads only the
+    training part: the run's users are built from it, and the target is taken from it."""
+    import tempfile
+
+    import polars as pl
+
+    from simworld import runner
+    from simworld.fidelity import metrics as fm
+    from simworld.fidelity.evaluate import Trials
+    from simworld.recorder import read_events
+
+    trials = Trials(scenario, trials_per_user=1, ratings_per_user=1)
+    users = sorted(set(trials.source.values()))
+    train = trials.ground.train.filter(pl.col("user_id").is_in(users) &
+                                       pl.col("item_id").is_in(trials.catalog.ids.tolist()))
+    real_rows = trials.catalog.rows(train["item_id"].to_list())
+    n_items = len(trials.catalog)
+    shares: dict[float, tuple[float, float]] = {}
+    rounds = scenario.rounds if rounds is None else rounds
+    with tempfile.TemporaryDirectory() as tmp:
+        for rate in grid:
+            run = scenario.with_settings({"policy.rule.discovery_rate": float(rate), "rounds": rounds})
+            sim = runner.start(run, out_dir=Path(tmp), run_id=f"discovery-{rate:g}")
+            try:
+                sim.run()
+            finally:
+                sim.close()
+            items = read_events(sim.run_dir).filter(pl.col("action") == "watch")["item_id"].to_list()
+            sim_share = fm.top_share(np.bincount(trials.catalog.rows(items), minlength=n_items)) if items else math.nan
+            shares[float(rate)] = (sim_share, subsampled_top_share(real_rows, len(items), n_items, scenario.seed))
+    gaps = {rate: abs(sim - real) for rate, (sim, real) in shares.items() if not math.isnan(sim - real)}
+    if not gaps:
+        raise SimworldError("the calibration runs watched nothing: raise population.size or rounds")
+    best = min(gaps, key=lambda rate: (gaps[rate], rate))
+    return DiscoveryFit(best, shares[best][1], shares)
+
+
 @dataclass
 class Calibration:
     choice: ChoiceFit
     pareto_alpha: float
     scenario_path: Path
+    discovery: DiscoveryFit | None = None
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
 
@@ -211,8 +280,9 @@ def _fidelity_figures(scenario: Scenario, users: int | None) -> dict[str, Any]:
 
 
 def calibrate(path: Path, out: Path | None = None, users: int | None = None, compare: bool = True,
-              objective: Objective = "accuracy") -> Calibration:
-    """Fit, write the calibrated scenario (beside the input unless `out`), and score both."""
+              objective: Objective = "accuracy", discovery: bool = True) -> Calibration:
+    """Fit, write the calibrated scenario (beside the input unless `out`), and score both.
+    `discovery`: also fit the discovery channel's rate (a run of the scenario per grid value)."""
     path = Path(path)
     scenario = load_scenario(path)
     if scenario.population.source != "movielens" or scenario.population.holdout <= 0:
@@ -232,6 +302,11 @@ def calibrate(path: Path, out: Path | None = None, users: int | None = None, com
     counts = np.array([per_user.get(trials.source[a], 0) for a in agents], dtype=np.float64)
     quantiles = np.array([trials.personas[a].activity for a in agents])
     alpha = fit_activity_alpha(quantiles, counts, scenario.activity.probability, scenario.rounds)
+    found = None
+    if discovery:  # with the fitted choice and activity constants
+        found = fit_discovery_rate(scenario.with_settings({
+            "policy.rule.watch_threshold": choice.watch_threshold, "policy.rule.watch_slope": choice.watch_slope,
+            "policy.rule.page_contrast": choice.page_contrast, "activity.pareto_alpha": alpha}))
     data = read_scenario_file(path)
     data.pop("base_dir", None)
     data["name"] = f"{scenario.name}-calibrated"
@@ -240,6 +315,8 @@ def calibrate(path: Path, out: Path | None = None, users: int | None = None, com
         policy = data["policy"] = {"kind": policy}
     policy.setdefault("rule", {}).update(watch_threshold=choice.watch_threshold, watch_slope=choice.watch_slope,
                                          page_contrast=choice.page_contrast)
+    if found is not None:
+        policy["rule"]["discovery_rate"] = found.discovery_rate
     data.setdefault("activity", {}).update(pareto_alpha=alpha)
     out = Path(out) if out is not None else path.with_name(f"{path.stem}-calibrated.yaml")
     if out.resolve().parent != path.resolve().parent:  # relative data paths start at the scenario's folder
@@ -252,8 +329,13 @@ def calibrate(path: Path, out: Path | None = None, users: int | None = None, com
               f"on {choice.pages} validation pages cut from the training part (log-likelihood "
               f"{choice.log_likelihood:.1f}),\n# the activity model's Pareto tail so that {scenario.rounds} rounds spread "
               f"activity as unequally as {len(counts)} users' training rating counts.\n")
+    if found is not None:
+        sim_share = found.shares[found.discovery_rate][0]
+        header += (f"# discovery_rate: of {', '.join(f'{r:g}' for r in found.shares)}, the rate whose run puts the share "
+                   f"of watches on the top 20% of films ({sim_share:.3f}) nearest the\n# training ratings' at as many "
+                   f"ratings ({found.target:.3f}).\n")
     out.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    result = Calibration(choice, alpha, out)
+    result = Calibration(choice, alpha, out, found)
     if compare:
         result.before = _fidelity_figures(scenario, users)
         result.after = _fidelity_figures(load_scenario(out) if users is None else

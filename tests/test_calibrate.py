@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import yaml
 
-from simworld.calibrate import activity_counts, fit_activity_alpha, fit_choice, fit_pareto_alpha, page_probabilities
+from simworld.calibrate import (
+    activity_counts, fit_activity_alpha, fit_choice, fit_discovery_rate, fit_pareto_alpha, page_probabilities,
+    subsampled_top_share,
+)
 from simworld.config import load_scenario
 from tests.test_cli import cli
 
@@ -43,5 +46,31 @@ def test_calibrate_writes_a_runnable_scenario_with_fidelity_before_and_after(mov
     scenario = load_scenario(out)  # valid, and its data path still resolves from the new folder
     assert scenario.name == "movielens-calibrated" and scenario.resolve_path(scenario.catalog.path).is_dir()
     rule = yaml.safe_load(out.read_text())["policy"]["rule"]
-    assert {"watch_threshold", "watch_slope", "page_contrast"} <= set(rule)
+    assert {"watch_threshold", "watch_slope", "page_contrast", "discovery_rate"} <= set(rule)
+    assert "discovery_rate" in out.read_text().split("name:")[0]  # the header says how it was chosen
     assert scenario.activity.pareto_alpha >= 0.5
+
+
+def test_the_long_tail_target_is_taken_at_the_runs_number_of_watches():
+    from simworld.fidelity.metrics import top_share
+
+    rng = np.random.default_rng(2)
+    weights = (np.arange(500) + 1.0) ** -0.8  # popular films and a long tail over 500 films
+    rows = rng.choice(500, size=20000, p=weights / weights.sum())
+    full = top_share(np.bincount(rows, minlength=500))
+    small = subsampled_top_share(rows, 300, 500)
+    assert small > full + 0.05  # fewer ratings over the same films leave more of them unwatched
+    assert subsampled_top_share(rows, 10**6, 500) == pytest.approx(full)  # capped at every rating
+    assert subsampled_top_share(rows, 300, 500) == small  # seeded
+
+
+def test_the_discovery_fit_lengthens_the_simulated_tail_and_takes_the_nearest_rate(movielens_small, repo_root):
+    scenario = load_scenario(repo_root / "scenarios" / "movielens.yaml")
+    scenario = scenario.with_settings({"population.size": 60, "catalog.path": str(movielens_small),
+                                       "catalog.min_ratings": 40})  # a few hundred films: a few hundred watches suffice
+    fit = fit_discovery_rate(scenario, grid=(0.0, 0.5, 1.0), rounds=5)
+    sim = {rate: share for rate, (share, _) in fit.shares.items()}
+    assert sim[1.0] < sim[0.0] - 0.03  # films found outside the platform spread the watches
+    gaps = {rate: abs(s - t) for rate, (s, t) in fit.shares.items()}
+    assert gaps[fit.discovery_rate] == min(gaps.values()) and fit.target == fit.shares[fit.discovery_rate][1]
+    assert 0.3 < fit.target < 0.95  # the training ratings' share, at the run's number of watches
