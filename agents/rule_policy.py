@@ -23,10 +23,10 @@ the model draws exactly what it drew before.
 
 Discovery (`discovery_rate` > 0): people also find films outside the platform (friends, TV,
 cinemas). In an active round that is not idle, with that chance, the user weighs
-`DISCOVERED_FILMS` films drawn from the whole catalogue in proportion to their taste match
+`discovery_films` films drawn from the whole catalogue in proportion to their taste match
 (the collaborative affinity for grounded users, the genre match for synthetic ones), never one
-they watched or one on this round's pages, and judges them as one more page (same utility,
-same watch rule, no fatigue, no next page). Its draws come after the page plan's and its
+they watched or one on this round's pages, and judges each as a page of its own (same utility,
+same watch rule, no fatigue; found on separate occasions, they are not compared side by side). Its draws come after the page plan's and its
 judgement after the pages', all from the agent's rng; at 0 nothing is drawn, so runs without
 it draw exactly what they drew before. The action carries them as `discovered`, and the event
 log as a `discover` row (the films weighed) with watches of source `outside`. The platform's
@@ -66,7 +66,6 @@ FEELINGS = {
             "Too slow and too long.", "I didn't connect with any of it.",
             "Regret spending the evening on this."),
 }
-DISCOVERED_FILMS = 3  # films weighed when a user finds films outside the platform
 QUERIES = ("{genre} movies", "best {genre} films", "{genre} {genre2}", "classic {genre}",
            "{genre} from the {decade}s")
 
@@ -89,7 +88,7 @@ class _Plan:
 
     def jobs(self, obs: Observation) -> list[_PageJob]:
         """The pages to score, in judging order: the planned pages, then the films found outside."""
-        found = [(obs, self.found, 0)] if self.found else []
+        found = [(obs, (item,), 0) for item in self.found]  # each alone: found on its own occasion
         return [(obs, page, index) for index, page in enumerate(self.pages)] + found
 
 
@@ -158,7 +157,7 @@ class RulePolicy:
         if plan.query is not None:
             decision = self._judge(obs, plan.pages[0], *scored[0], pages_seen=0, allow_next=False)
             if plan.found:
-                discovered = self._judge_found(obs, plan.found, scored[-1])
+                discovered = self._judge_found(obs, plan.found, scored[1:])
             return SearchAction(query=plan.query, results=plan.results, decision=decision,
                                 meta=DecisionMeta(policy="rule"), discovered=discovered)
         pages = []
@@ -168,13 +167,17 @@ class RulePolicy:
             if decision.then == "leave":
                 break
         if plan.found:
-            discovered = self._judge_found(obs, plan.found, scored[-1])
+            discovered = self._judge_found(obs, plan.found, scored[len(plan.pages):])
         return BrowseAction(pages=tuple(pages), meta=DecisionMeta(policy="rule"), discovered=discovered)
 
     def _judge_found(self, obs: Observation, found: tuple[Item, ...],
-                     scored: tuple[np.ndarray, np.ndarray]) -> tuple[tuple[int, ...], PageDecision]:
-        """The films found outside the platform, judged as one more page (no next page to open)."""
-        return tuple(item.item_id for item in found), self._judge(obs, found, *scored, pages_seen=0, allow_next=False)
+                     scored: list[tuple[np.ndarray, np.ndarray]]) -> tuple[tuple[int, ...], PageDecision]:
+        """The films found outside the platform, in the order found, each judged as a page of its
+        own (a friend's tip, a TV showing, a cinema: not side by side, so no page contrast between
+        them and no page's cap); their watches as one decision."""
+        watches = [w for item, (u, x) in zip(found, scored)
+                   for w in self._judge(obs, (item,), u, x, pages_seen=0, allow_next=False).watches]
+        return tuple(item.item_id for item in found), PageDecision(watches=watches)
 
     # -- discovery: films found outside the platform ----------------------------------------
     def taste_weights(self, obs: Observation) -> np.ndarray:
@@ -194,7 +197,7 @@ class RulePolicy:
         return np.clip(np.nan_to_num(match, nan=0.0), 0.0, None)
 
     def discover(self, obs: Observation, exclude: set[int] | frozenset[int] = frozenset()) -> tuple[Item, ...]:
-        """Up to DISCOVERED_FILMS films found outside the platform: drawn without replacement from
+        """Up to `discovery_films` films found outside the platform: drawn without replacement from
         the whole catalogue in proportion to the user's taste, never a film already watched or
         one in `exclude` (this round's pages); from the agent's rng."""
         catalog = obs.catalog
@@ -202,7 +205,7 @@ class RulePolicy:
         skip = [i for i in (*obs.watched, *exclude) if i in catalog]
         if skip:
             weights[catalog.rows(skip)] = 0.0
-        k = min(DISCOVERED_FILMS, int(np.count_nonzero(weights)))
+        k = min(self.spec.discovery_films, int(np.count_nonzero(weights)))
         if k == 0:
             return ()
         rows = obs.rng.choice(len(catalog), size=k, replace=False, p=weights / weights.sum())

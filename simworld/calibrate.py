@@ -17,9 +17,10 @@ accuracy of the model's own sampled choices (`--objective accuracy`, the default
 model's Pareto tail index is the one that makes the activity model, over the scenario's rounds,
 spread activity over the users as unequally (Gini) as their training rating counts
 (`fit_activity_alpha`).
-The discovery channel's rate (`policy.rule.discovery_rate`: how often a user also weighs films
-found outside the platform) is the one of a grid at which a run of the calibrated scenario puts
-as large a share of its watches on the most-watched 20% of films as the same users' training
+The discovery channel (`policy.rule.discovery_rate`: how often a user also weighs films found
+outside the platform, `discovery_films`: how many) is the setting of a grid, in expected films
+found per active round (the rate at 3 films up to 1, then more films), at which a run of the
+calibrated scenario puts as large a share of its watches on the most-watched 20% of films as the same users' training
 ratings do (`fit_discovery_rate`). That share depends on the number of watches (fewer
 draws over the same films leave more of them unwatched), so the training ratings are
 subsampled to the run's number of watches before it is taken.
@@ -155,14 +156,17 @@ def fit_activity_alpha(quantiles: np.ndarray, counts: np.ndarray, probability: f
     return float(ALPHA_GRID[int(np.argmin(np.abs(np.asarray(spread) - target)))])
 
 
-DISCOVERY_GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# (discovery_rate, discovery_films): 0 to 8 films found per active round
+DISCOVERY_GRID = ((0.0, 3), (0.2, 3), (0.4, 3), (0.6, 3), (0.8, 3), (1.0, 3), (1.0, 4), (1.0, 5), (1.0, 6), (1.0, 8))
 
 
 @dataclass(frozen=True)
 class DiscoveryFit:
     discovery_rate: float
+    discovery_films: int
     target: float  # top-20% share of the users' training ratings, at the chosen run's number of watches
-    shares: dict[float, tuple[float, float]]  # rate -> (simulated share, training share at that many watches)
+    # (rate, films) -> (simulated share, training share at that many watches)
+    shares: dict[tuple[float, int], tuple[float, float]]
 
 
 def subsampled_top_share(rows: np.ndarray, size: int, n_items: int, seed: int = 0, draws: int = 10) -> float:
@@ -177,9 +181,9 @@ def subsampled_top_share(rows: np.ndarray, size: int, n_items: int, seed: int = 
                           for _ in range(draws)]))
 
 
-def fit_discovery_rate(scenario: Scenario, grid: tuple[float, ...] = DISCOVERY_GRID,
+def fit_discovery_rate(scenario: Scenario, grid: tuple[tuple[float, int], ...] = DISCOVERY_GRID,
                        rounds: int | None = None) -> DiscoveryFit:
-    """The grid's discovery rate whose run of `scenario` spreads watches over films most like the
+    """The grid's (discovery rate, films) whose run of `scenario` spreads watches over films most like the
     same users' training ratings do (top-20% share at equal numbers of watches). Reads only the
     training part: the run's users are built from it, and the target is taken from it."""
     import tempfile
@@ -197,24 +201,26 @@ def fit_discovery_rate(scenario: Scenario, grid: tuple[float, ...] = DISCOVERY_G
                                        pl.col("item_id").is_in(trials.catalog.ids.tolist()))
     real_rows = trials.catalog.rows(train["item_id"].to_list())
     n_items = len(trials.catalog)
-    shares: dict[float, tuple[float, float]] = {}
+    shares: dict[tuple[float, int], tuple[float, float]] = {}
     rounds = scenario.rounds if rounds is None else rounds
     with tempfile.TemporaryDirectory() as tmp:
-        for rate in grid:
-            run = scenario.with_settings({"policy.rule.discovery_rate": float(rate), "rounds": rounds})
-            sim = runner.start(run, out_dir=Path(tmp), run_id=f"discovery-{rate:g}")
+        for rate, films in grid:
+            run = scenario.with_settings({"policy.rule.discovery_rate": float(rate),
+                                          "policy.rule.discovery_films": int(films), "rounds": rounds})
+            sim = runner.start(run, out_dir=Path(tmp), run_id=f"discovery-{rate:g}-{films}")
             try:
                 sim.run()
             finally:
                 sim.close()
             items = read_events(sim.run_dir).filter(pl.col("action") == "watch")["item_id"].to_list()
             sim_share = fm.top_share(np.bincount(trials.catalog.rows(items), minlength=n_items)) if items else math.nan
-            shares[float(rate)] = (sim_share, subsampled_top_share(real_rows, len(items), n_items, scenario.seed))
-    gaps = {rate: abs(sim - real) for rate, (sim, real) in shares.items() if not math.isnan(sim - real)}
+            shares[(float(rate), int(films))] = (sim_share, subsampled_top_share(real_rows, len(items), n_items,
+                                                                                 scenario.seed))
+    gaps = {key: abs(sim - real) for key, (sim, real) in shares.items() if not math.isnan(sim - real)}
     if not gaps:
         raise SimworldError("the calibration runs watched nothing: raise population.size or rounds")
-    best = min(gaps, key=lambda rate: (gaps[rate], rate))
-    return DiscoveryFit(best, shares[best][1], shares)
+    best = min(gaps, key=lambda key: (gaps[key], key[0] * key[1]))  # ties: the fewer films found
+    return DiscoveryFit(best[0], best[1], shares[best][1], shares)
 
 
 @dataclass
@@ -316,7 +322,7 @@ def calibrate(path: Path, out: Path | None = None, users: int | None = None, com
     policy.setdefault("rule", {}).update(watch_threshold=choice.watch_threshold, watch_slope=choice.watch_slope,
                                          page_contrast=choice.page_contrast)
     if found is not None:
-        policy["rule"]["discovery_rate"] = found.discovery_rate
+        policy["rule"].update(discovery_rate=found.discovery_rate, discovery_films=found.discovery_films)
     data.setdefault("activity", {}).update(pareto_alpha=alpha)
     out = Path(out) if out is not None else path.with_name(f"{path.stem}-calibrated.yaml")
     if out.resolve().parent != path.resolve().parent:  # relative data paths start at the scenario's folder
@@ -330,9 +336,10 @@ def calibrate(path: Path, out: Path | None = None, users: int | None = None, com
               f"{choice.log_likelihood:.1f}),\n# the activity model's Pareto tail so that {scenario.rounds} rounds spread "
               f"activity as unequally as {len(counts)} users' training rating counts.\n")
     if found is not None:
-        sim_share = found.shares[found.discovery_rate][0]
-        header += (f"# discovery_rate: of {', '.join(f'{r:g}' for r in found.shares)}, the rate whose run puts the share "
-                   f"of watches on the top 20% of films ({sim_share:.3f}) nearest the\n# training ratings' at as many "
+        sim_share = found.shares[(found.discovery_rate, found.discovery_films)][0]
+        header += (f"# discovery_rate, discovery_films: of {len(found.shares)} settings (0 to "
+                   f"{max(r * f for r, f in found.shares):g} films found a round), the one whose run puts the share of "
+                   f"watches on the top 20% of films ({sim_share:.3f}) nearest\n# the training ratings' at as many "
                    f"ratings ({found.target:.3f}).\n")
     out.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     result = Calibration(choice, alpha, out, found)

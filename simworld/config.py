@@ -147,6 +147,8 @@ class RulePolicySpec(Section):
                                   "a few films found outside the platform (friends, TV, cinemas), drawn from the "
                                   "whole catalogue in proportion to their taste (0: the platform is the only way "
                                   "to films)")
+    discovery_films: int = Field(3, ge=1, le=20, description="films a user weighs when they find films outside "
+                                 "the platform, each judged on its own")
 
 
 class PolicySpec(Section):

@@ -46,7 +46,7 @@ def test_calibrate_writes_a_runnable_scenario_with_fidelity_before_and_after(mov
     scenario = load_scenario(out)  # valid, and its data path still resolves from the new folder
     assert scenario.name == "movielens-calibrated" and scenario.resolve_path(scenario.catalog.path).is_dir()
     rule = yaml.safe_load(out.read_text())["policy"]["rule"]
-    assert {"watch_threshold", "watch_slope", "page_contrast", "discovery_rate"} <= set(rule)
+    assert {"watch_threshold", "watch_slope", "page_contrast", "discovery_rate", "discovery_films"} <= set(rule)
     assert "discovery_rate" in out.read_text().split("name:")[0]  # the header says how it was chosen
     assert scenario.activity.pareto_alpha >= 0.5
 
@@ -68,9 +68,10 @@ def test_the_discovery_fit_lengthens_the_simulated_tail_and_takes_the_nearest_ra
     scenario = load_scenario(repo_root / "scenarios" / "movielens.yaml")
     scenario = scenario.with_settings({"population.size": 60, "catalog.path": str(movielens_small),
                                        "catalog.min_ratings": 40})  # a few hundred films: a few hundred watches suffice
-    fit = fit_discovery_rate(scenario, grid=(0.0, 0.5, 1.0), rounds=5)
-    sim = {rate: share for rate, (share, _) in fit.shares.items()}
-    assert sim[1.0] < sim[0.0] - 0.03  # films found outside the platform spread the watches
-    gaps = {rate: abs(s - t) for rate, (s, t) in fit.shares.items()}
-    assert gaps[fit.discovery_rate] == min(gaps.values()) and fit.target == fit.shares[fit.discovery_rate][1]
+    fit = fit_discovery_rate(scenario, grid=((0.0, 3), (0.5, 3), (1.0, 3), (1.0, 6)), rounds=5)
+    sim = {key: share for key, (share, _) in fit.shares.items()}
+    assert sim[(1.0, 6)] < sim[(1.0, 3)] < sim[(0.0, 3)] - 0.03  # films found outside the platform spread the watches
+    gaps = {key: abs(s - t) for key, (s, t) in fit.shares.items()}
+    best = (fit.discovery_rate, fit.discovery_films)
+    assert gaps[best] == min(gaps.values()) and fit.target == fit.shares[best][1]
     assert 0.3 < fit.target < 0.95  # the training ratings' share, at the run's number of watches

@@ -325,6 +325,17 @@ def test_discovery_is_off_by_default_and_validated():
     for bad in (-0.1, 1.5):
         with pytest.raises(ScenarioError, match="discovery_rate"):
             parse_scenario({"name": "d", "policy": {"rule": {"discovery_rate": bad}}})
+    for bad in (0, 21):
+        with pytest.raises(ScenarioError, match="discovery_films"):
+            parse_scenario({"name": "d", "policy": {"rule": {"discovery_films": bad}}})
+
+
+def test_discovery_films_sets_how_many_films_are_found(catalog):
+    fan = persona_liking(catalog, "Drama")
+    for films in (1, 5):
+        policy = RulePolicy(RulePolicySpec(discovery_rate=1.0, discovery_films=films, idle_rate=0.0))
+        action = policy.decide_now(observe(catalog, fan, (catalog.items[:5],), seed=films))
+        assert len(action.discovered[0]) == films
 
 
 def run_events(tmp_path, name: str, rule: dict, rounds: int = 4):
@@ -385,7 +396,7 @@ def test_discovered_films_follow_the_taste_skip_watched_films_and_are_determinis
         assert action == policy.decide_now(observe(catalog, fan, (page,), seed=seed, watched=watched))
         assert isinstance(action, BrowseAction) and action.discovered is not None
         ids, decision = action.discovered
-        assert 0 < len(ids) <= 3 and len(set(ids)) == len(ids)
+        assert len(ids) == 3 and len(set(ids)) == len(ids)
         assert all(i in catalog for i in ids) and not set(ids) & watched
         assert not set(ids) & {item.item_id for item in page}
         assert {w.item_id for w in decision.watches} <= set(ids)
