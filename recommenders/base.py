@@ -104,14 +104,19 @@ class ScoringRecommender(ABC):
         users = [int(u) for u in user_ids]
         if not users or k <= 0:
             return [[] for _ in users]
-        scores = np.asarray(self._score(users), dtype=np.float64)
-        scores = scores + self._jitter(users)
+        scores = np.asarray(self._score(users), dtype=np.float64) + self._jitter(users)  # a new array
         if exclude_seen:
             for r, user in enumerate(users):
                 seen = self._seen.get(user)
                 if seen:
                     scores[r, self.catalog.rows(seen)] = -np.inf
-        return [self._top_k(row, k) for row in scores]
+        if k >= scores.shape[1] or (np.isfinite(scores).sum(axis=1) < k).any():  # fewer than k films for someone
+            return [self._top_k(row, k) for row in scores]
+        # one top-k over the whole matrix (thousands of users a round): the same order as _top_k per row
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(scores, part, axis=1)
+        order = np.take_along_axis(part, np.argsort(-top, axis=1, kind="stable"), axis=1)
+        return self.catalog.ids[order].tolist()
 
     # -- for subclasses ---------------------------------------------------------------------
     @abstractmethod

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import polars as pl
 from pydantic import Field
@@ -71,23 +69,4 @@ class PopularityRecommender(ScoringRecommender):
         self._total = sum(self._by_round.values(), np.zeros(len(self.catalog), dtype=np.float64))
 
     def _score(self, user_ids: list[int]) -> np.ndarray:
-        return np.broadcast_to(self._total, (len(user_ids), len(self.catalog))).copy()
-
-    def recommend(self, user_ids: Sequence[int], k: int, exclude_seen: bool = True) -> list[list[int]]:
-        """The base class's ranking (same scores, jitter, exclusions and order), faster for
-        thousands of users: no copy of the shared scores, one top-k over the whole matrix."""
-        users = [int(u) for u in user_ids]
-        if not users or k <= 0:
-            return [[] for _ in users]
-        scores = self._total[None, :] + self._jitter(users)
-        if exclude_seen:
-            for r, user in enumerate(users):
-                seen = self._seen.get(user)
-                if seen:
-                    scores[r, self.catalog.rows(seen)] = -np.inf
-        if (np.isfinite(scores).sum(axis=1) < k).any():  # fewer than k films left for someone
-            return [self._top_k(row, k) for row in scores]
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        top = np.take_along_axis(scores, part, axis=1)
-        order = np.take_along_axis(part, np.argsort(-top, axis=1, kind="stable"), axis=1)
-        return self.catalog.ids[order].tolist()
+        return np.broadcast_to(self._total, (len(user_ids), len(self.catalog)))  # read-only: recommend adds jitter

@@ -152,11 +152,19 @@ def test_the_checkpoint_holds_agents_as_arrays_and_only_edited_personas(tmp_path
 
 
 @pytest.mark.parametrize("window", [None, 2])
-def test_the_popularity_ranking_equals_the_base_class_ranking(window):
-    """PopularityRecommender.recommend is a faster copy of ScoringRecommender.recommend."""
+def test_the_batched_top_k_equals_ranking_each_user_alone(window):
+    """ScoringRecommender.recommend takes one top-k over all users' scores; it must rank exactly
+    as sorting each user's row on its own (`_top_k`), exclusions and short lists included."""
     from simworld.catalog import load_bundled_catalog
-    from simworld.recommenders.base import RecommenderContext, ScoringRecommender
+    from simworld.recommenders.base import RecommenderContext
     from simworld.recommenders.baselines import PopularityConfig, PopularityRecommender
+
+    def one_by_one(rec, users, k, exclude):
+        scores = np.asarray(rec._score(users), dtype=np.float64) + rec._jitter(users)
+        for r, user in enumerate(users):
+            if exclude and rec.seen(user):
+                scores[r, catalog.rows(rec.seen(user))] = -np.inf
+        return [rec._top_k(row, k) for row in scores]
 
     catalog = load_bundled_catalog()
     rng = np.random.default_rng(4)
@@ -171,5 +179,6 @@ def test_the_popularity_ranking_equals_the_base_class_ranking(window):
     users = [7, *range(0, 400, 3), 10_000]
     for k in (1, 30, len(ids) + 3):
         for exclude in (True, False):
-            assert rec.recommend(users, k, exclude) == ScoringRecommender.recommend(rec, users, k, exclude)
+            assert rec.recommend(users, k, exclude) == one_by_one(rec, users, k, exclude)
+    assert rec.recommend(users[1:], 30) == one_by_one(rec, users[1:], 30, True)  # the batched path itself
     assert len(rec.recommend([7], 30)[0]) <= 5
