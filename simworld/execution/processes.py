@@ -114,17 +114,7 @@ class ProcessExecutor(ShardedExecutor):
     """The shards on `workers` processes of this machine."""
 
     backend = "processes"
-
-    def new_hosts(self, setups: list[WorkerSetup]) -> list[ProcessHost]:
-        hosts = [ProcessHost(setup, i) for i, setup in enumerate(setups)]  # they start side by side
-        try:
-            for host in hosts:
-                host.wait_ready()
-        except BaseException:
-            for host in hosts:
-                host.close()
-            raise
-        return hosts
+    host_class = ProcessHost
 
     def close(self) -> None:
         for host in self.hosts:  # all end side by side

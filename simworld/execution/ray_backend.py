@@ -175,21 +175,11 @@ class RayExecutor(ShardedExecutor):
     so an unreachable address fails before the first round."""
 
     backend = "ray"
+    host_class = RayHost
 
     def __init__(self, spec: ExecutionSpec, run_id: str):
         super().__init__(spec, run_id)
         self._joined = connect(spec)
-
-    def new_hosts(self, setups: list[WorkerSetup]) -> list[RayHost]:
-        hosts = [RayHost(setup, i) for i, setup in enumerate(setups)]
-        try:
-            for host in hosts:
-                host.wait_ready()
-        except BaseException:
-            for host in hosts:
-                host.close()
-            raise
-        return hosts
 
     def close(self) -> None:
         import ray

@@ -13,7 +13,7 @@ writes. A worker that dies twice in a round stops the run at the last complete r
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from simworld.agents.actions import Action
 from simworld.agents.observation import Observation
@@ -37,6 +37,8 @@ class Host(Protocol):
 
     pid: int | None
 
+    def wait_ready(self) -> None: ...
+
     async def ask(self, request: Request) -> Reply: ...
 
     def restart(self) -> None: ...
@@ -46,7 +48,7 @@ class Host(Protocol):
 
 class ShardedExecutor:
     """Splits the agents into shards and the shards over `spec.workers` hosts (made by
-    `new_host`, started on the first round: they need the world's policies and graph)."""
+    `host_class`, started on the first round: they need the world's policies and graph)."""
 
     backend = "sharded"
 
@@ -59,9 +61,19 @@ class ShardedExecutor:
         self._setup_personas: list[dict] = []  # per host: the personas it starts with (again after a restart)
         self.restarts = 0  # hosts started again after dying
 
-    # -- for subclasses
+    host_class: Callable[[WorkerSetup, int], Host]  # set by each backend
+
     def new_hosts(self, setups: list[WorkerSetup]) -> list[Host]:
-        raise NotImplementedError
+        """One host per setup, started side by side, then waited for; if one fails, all end."""
+        hosts = [self.host_class(setup, i) for i, setup in enumerate(setups)]
+        try:
+            for host in hosts:
+                host.wait_ready()
+        except BaseException:
+            for host in hosts:
+                host.close()
+            raise
+        return hosts
 
     # -- the executor
     def decide(self, world: "SimWorld", observations: Sequence[Observation]) -> list[Action]:
