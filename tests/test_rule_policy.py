@@ -438,3 +438,57 @@ def test_discovered_watches_are_logged_after_the_pages_with_their_source():
         (4, "page", None, None), (4, "watch", 1, "page"), (4, "leave", None, None), (4, "discover", None, None),
         (4, "watch", 9, "outside"), (5, "search", None, None), (5, "discover", None, None)]
     assert frame.filter(pl.col("action") == "discover")["items"].to_list() == [[9, 8, 7], [6]]
+
+
+def grounded_discovery_scenario(movielens_small, **changes):
+    from simworld.config import load_scenario
+
+    scenario = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "movielens.yaml")
+    settings = {"population.size": 40, "rounds": 4, "catalog.path": str(movielens_small),
+                "recommender.name": "popularity", "policy.rule.discovery_rate": 0.8, **changes}
+    return scenario.with_settings(settings)
+
+
+def test_a_stopped_run_with_discovery_resumes_to_the_uninterrupted_run(movielens_small, tmp_path):
+    from simworld import runner
+    from simworld.recorder import read_events
+    from tests.helpers import comparable
+
+    scenario = grounded_discovery_scenario(movielens_small)
+    whole = runner.start(scenario, out_dir=tmp_path / "whole", run_id="whole")
+    try:
+        whole.run()
+    finally:
+        whole.close()
+    part = runner.start(scenario, out_dir=tmp_path / "part", run_id="part")
+    try:
+        part.step()
+        part.step()
+    finally:
+        part.close()
+    resumed = runner.resume(part.run_dir)
+    try:
+        resumed.run()
+    finally:
+        resumed.close()
+    want, got = (comparable(read_events(run.run_dir)).drop("run_id") for run in (whole, resumed))
+    assert want.filter(pl.col("source") == "outside").height > 10
+    assert got.equals(want)
+
+
+def test_discovery_decides_the_same_in_worker_processes(movielens_small, tmp_path):
+    from simworld import runner
+    from simworld.recorder import read_events
+    from tests.helpers import comparable
+
+    frames = []
+    for backend in ("local", "processes"):
+        scenario = grounded_discovery_scenario(movielens_small, **{"execution.backend": backend, "rounds": 3})
+        sim = runner.start(scenario, out_dir=tmp_path / backend, run_id=backend)
+        try:
+            sim.run()
+        finally:
+            sim.close()
+        frames.append(comparable(read_events(sim.run_dir)).drop("run_id"))
+    assert frames[0].filter(pl.col("action") == "discover").height > 10
+    assert frames[1].equals(frames[0])
