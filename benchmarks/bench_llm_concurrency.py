@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pydantic
+from figures import add_json_option, write_figures
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -192,7 +193,9 @@ class StackInProcesses:
 
 
 async def overhead_figures(calls: int, concurrencies: list[int], latency: float, repeats: int, tmp: Path,
-                           workers: int) -> None:
+                           workers: int) -> dict[str, float]:
+    """Prints the table; returns each client's floor ratio and CPU per call, by concurrency."""
+    out: dict[str, float] = {}
     proc, url = start_server(latency)
     try:
         for concurrency in concurrencies:
@@ -226,12 +229,17 @@ async def overhead_figures(calls: int, concurrencies: list[int], latency: float,
                 cpu_ms = statistics.median(c for _, c in rows) / calls * 1000
                 print(f"  {name:20s} {walls[name]:6.3f} s  floor ratio {walls[name] / floor:5.2f}  "
                       f"CPU {cpu_ms:5.2f} ms per call  / raw client {walls[name] / walls['raw openai client']:5.2f}")
+            keys = {"raw openai client": "raw", "litellm alone": "litellm", "simworld stack": "stack"}
+            for name, key in keys.items():
+                out[f"{key}_ratio_c{concurrency}"] = walls[name] / floor
+                out[f"{key}_cpu_ms_c{concurrency}"] = statistics.median(c for _, c in figures[name]) / calls * 1000
             print(f"  stack / raw client: {walls['simworld stack'] / walls['raw openai client']:.2f} (target <= 1.2); "
                   f"stack / litellm alone: {walls['simworld stack'] / walls['litellm alone']:.2f}")
             llm.flush()
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+    return out
 
 
 async def profile_figures(calls: int, concurrency: int, tmp: Path) -> None:
@@ -435,10 +443,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--only-overhead", action="store_true", help="print the overhead table only")
     parser.add_argument("--profile", action="store_true", help="also print where the stack's CPU goes, by package")
+    add_json_option(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(overhead_figures(args.calls, args.concurrency, args.latency, args.repeats, Path(tmp),
-                                     args.workers))
+        figures = asyncio.run(overhead_figures(args.calls, args.concurrency, args.latency, args.repeats, Path(tmp),
+                                               args.workers))
+        write_figures(args.json, {"calls": args.calls, "latency_s": args.latency, **figures})
         if args.profile:
             asyncio.run(profile_figures(args.calls, min(args.concurrency), Path(tmp)))
         if args.only_overhead:

@@ -56,10 +56,11 @@ def world_rows(f: dict) -> list[Row]:
     ]
 
 
-def world_social_rows(f: dict) -> list[Row]:
-    return [(f"one round with memory and the social side, {f.get('agents', 0):,} agents",
-             _f(f.get("round_s"), ".2f", " s"),
-             "the same world with chromadb memory (MiniLM) and chats/posts/feed: the price of those parts")]
+def world_part_rows(part: str, what: str) -> Callable[[dict], list[Row]]:
+    def rows(f: dict) -> list[Row]:
+        return [(f"one round with {part}, {f.get('agents', 0):,} rule agents", _f(f.get("round_s"), ".2f", " s"),
+                 f"the price of {what}; the script prints it stage by stage")]
+    return rows
 
 
 def llm_rows(f: dict) -> list[Row]:
@@ -102,9 +103,14 @@ def default_rows(f: dict) -> list[Row]:
 BENCHES = [
     Bench("world", "bench_world.py", ["--agents", "10000", "--rounds", "100"], ["--agents", "2000", "--rounds", "10"],
           world_rows),
-    Bench("world_social", "bench_world.py", ["--agents", "10000", "--rounds", "3", "--memory", "--social"],
-          ["--agents", "500", "--rounds", "2", "--memory", "--social"], world_social_rows),
-    Bench("llm", "bench_llm_concurrency.py", [], ["--quick"], llm_rows),
+    Bench("world_social", "bench_world.py", ["--agents", "10000", "--rounds", "3", "--social"],
+          ["--agents", "1000", "--rounds", "2", "--social"],
+          world_part_rows("the social side", "the friend graph's chats, posts and feed")),
+    Bench("world_memory", "bench_world.py", ["--agents", "1000", "--rounds", "2", "--memory"],
+          ["--agents", "100", "--rounds", "2", "--memory"],
+          world_part_rows("chromadb memory", "agent memory: mostly MiniLM embedding every new memory on the CPU")),
+    Bench("llm", "bench_llm_concurrency.py", ["--only-overhead", "--repeats", "3"],
+          ["--only-overhead", "--calls", "64", "--repeats", "1", "--workers", "1"], llm_rows),
     Bench("memory", "bench_memory.py", ["--skip", "naive", "--skip", "writes", "--skip", "embedding"],
           ["--agents", "200", "--quick", "--skip", "naive", "--skip", "writes", "--skip", "embedding"], memory_rows),
     Bench("recommenders", "bench_recommenders.py", [], ["--users", "200", "--repeats", "1"], recommender_rows),
