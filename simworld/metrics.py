@@ -26,6 +26,7 @@ recommended_share           share of this round's watches picked from a recommen
 search_share                ... found with the search box (NaN)
 friend_share                ... of films a friend talked about in a chat before (NaN)
 feed_share                  ... of films seen in a post in the feed before (NaN)
+outside_share               ... of films found outside the platform (`discovery_rate`) (NaN)
 ==========================  ================================================================
 
 A watch's source is the `source` column of the event log: where the policy picked it (page or
@@ -55,9 +56,10 @@ METRIC_KEYS: tuple[str, ...] = (
     "impressions", "watches", "ctr", "mean_rating", "intra_list_diversity", "coverage",
     "coverage_round", "exposure_gini", "exposure_gini_cumulative", "novelty", "popularity_bias",
     "genre_entropy", "recommended_share", "search_share", "friend_share", "feed_share",
+    "outside_share",
 )
 WATCH_SOURCES = {"page": "recommended_share", "search": "search_share", "friend": "friend_share",
-                 "feed": "feed_share"}
+                 "feed": "feed_share", "outside": "outside_share"}
 
 
 def round_metrics(events_of_round: pl.DataFrame, history: pl.DataFrame, catalog: Catalog,

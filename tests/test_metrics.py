@@ -118,3 +118,20 @@ def test_unknown_items_and_short_pages_are_skipped(catalog):
     events = log([{"round": 1, "agent_id": 1, "action": "page", "items": [999, 1]}])
     m = round_metrics(events, events, catalog)
     assert m["impressions"] == 1 and m["coverage_round"] == pytest.approx(0.25)
+
+
+def test_watch_sources_add_up_with_films_found_outside(tmp_path):
+    """Every watch has one source, films found outside the platform included (discovery_rate)."""
+    from simworld import runner
+    from simworld.recorder import read_metrics
+
+    scenario = {"name": "outside", "seed": 3, "rounds": 3, "population": {"size": 30},
+                "policy": {"rule": {"discovery_rate": 1.0, "discovery_films": 4}}}
+    from simworld.config import parse_scenario
+
+    run_dir = runner.run_scenario(parse_scenario(scenario), out_dir=tmp_path, run_id="r")
+    metrics = read_metrics(run_dir).filter(pl.col("watches") > 0)
+    shares = metrics.select("recommended_share", "search_share", "friend_share", "feed_share",
+                            "outside_share").fill_nan(0).sum_horizontal()
+    assert metrics.height and shares.to_list() == pytest.approx([1.0] * metrics.height)
+    assert metrics["outside_share"].max() > 0

@@ -19,7 +19,8 @@ from simworld import recorder
 from simworld.events import SOCIAL_ACTIONS
 from simworld.social import files as social_files
 
-ACTIONS = ("page", "watch", "next_page", "leave", "search", "idle", "fallback", "reflect", *SOCIAL_ACTIONS)
+ACTIONS = ("page", "watch", "next_page", "leave", "search", "discover", "idle", "fallback", "reflect",
+           *SOCIAL_ACTIONS)
 FEED_ACTIONS = ("watch", "search", "fallback", "chat", "post", "repost")  # the feed's default filter
 HIDDEN = "•••• (hidden)"
 _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|passw(or)?d|credential|auth|bearer|private[_-]?key)", re.I)

@@ -28,6 +28,7 @@ LABELS = {
     "llm_cost_usd": "LLM cost (USD)", "cost_usd": "Cost (USD)", "cost": "Cost",
     "recommended_share": "Watches from recommendations", "search_share": "Watches from search",
     "friend_share": "Watches after a friend's chat", "feed_share": "Watches after a post",
+    "outside_share": "Watches found outside the platform",
 }
 
 

@@ -14,7 +14,8 @@ from simworld.viewer.ui import ViewContext
 ICONS = {"watch": "🎬", "search": "🔎", "leave": "🚪", "fallback": "⚠️", "page": "📄", "next_page": "➡️",
          "idle": "💤", "reflect": "💭", "chat": "💬", "post": "📝", "repost": "🔁", "like": "❤️", "read_feed": "📱",
          "follow": "➕", "unfollow": "➖"}
-SOURCE_NOTE = {"friend": "after a friend's chat", "feed": "after a post in the feed", "search": "found by search"}
+SOURCE_NOTE = {"friend": "after a friend's chat", "feed": "after a post in the feed", "search": "found by search",
+               "outside": "found outside the platform"}
 FEED_ROWS = 60
 
 

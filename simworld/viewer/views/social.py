@@ -20,7 +20,8 @@ from simworld.viewer.registry import View
 from simworld.viewer.ui import PALETTE, ViewContext, plot, round_slider, style
 
 SOURCES = {"recommended_share": ("recommended", "#4C78A8"), "search_share": ("search", "#BAB0AC"),
-           "friend_share": ("a friend's chat", "#F58518"), "feed_share": ("a post in the feed", "#54A24B")}
+           "friend_share": ("a friend's chat", "#F58518"), "feed_share": ("a post in the feed", "#54A24B"),
+           "outside_share": ("found outside the platform", "#B279A2")}
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
