@@ -372,7 +372,7 @@ def _memories(memories: list[str]) -> str:
 
 
 def _with_feelings(action: Action, feelings: list[str]) -> Action:
-    """The first len(feelings) watches get the LLM's lines, in order; the rest keep theirs."""
+    """The first len(feelings) watches (in the order of `watches_of`) get the LLM's lines; the rest keep theirs."""
     it = iter(feelings)
 
     def voiced(decision: PageDecision) -> PageDecision:
@@ -380,7 +380,12 @@ def _with_feelings(action: Action, feelings: list[str]) -> Action:
                                                        for w in decision.watches]})
 
     if isinstance(action, BrowseAction):
-        return replace(action, pages=tuple((shown, voiced(d)) for shown, d in action.pages))
-    if isinstance(action, SearchAction):
-        return replace(action, decision=voiced(action.decision))
+        action = replace(action, pages=tuple((shown, voiced(d)) for shown, d in action.pages))
+    elif isinstance(action, SearchAction):
+        action = replace(action, decision=voiced(action.decision))
+    else:
+        return action
+    if action.discovered is not None:  # films found outside the platform come last, as in watches_of
+        shown, decision = action.discovered
+        action = replace(action, discovered=(shown, voiced(decision)))
     return action

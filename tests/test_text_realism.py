@@ -104,3 +104,18 @@ def test_a_voiced_run_marks_which_lines_the_templates_wrote(openai_server, tmp_p
     scores = score_run(run_dir)  # what `simworld eval text` prints
     assert 0 < scores["voiced"]["template_share"] < 1 and scores["voiced"]["numeric"] == 0
     assert scores["voiced_by_model"]["lines"] == texts.count(good)
+
+
+def test_voiced_lines_reach_films_found_outside_the_platform():
+    """The voice writes the first films of `watches_of` (pages, then films found outside the
+    platform); each line lands on its own film, a discovered one included."""
+    from simworld.agents.actions import BrowseAction, PageDecision, Watch, watches_of
+    from simworld.agents.llm_policy import _with_feelings
+
+    page = PageDecision(watches=[Watch(item_id=1, rating=4.0, feeling="template one")], then="leave")
+    found = PageDecision(watches=[Watch(item_id=9, rating=2.0, feeling="template two")])
+    action = BrowseAction(pages=(((1, 2, 3), page),), discovered=((9, 8), found))
+    voiced = _with_feelings(action, ["Warm and funny, I smiled all evening.", "Dull, I nearly left."])
+    assert [(w.item_id, w.feeling) for w in watches_of(voiced)] == [
+        (1, "Warm and funny, I smiled all evening."), (9, "Dull, I nearly left.")]
+    assert _with_feelings(action, ["Only the first."]).discovered[1].watches[0].feeling == "template two"
