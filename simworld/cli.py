@@ -153,14 +153,21 @@ def run(scenario: Path = typer.Argument(..., help="scenario YAML file"),
 
 
 @app.command()
-def resume(run_dir: Path = typer.Argument(..., help="a run folder, e.g. runs/movies-20261125-120000-s42")) -> None:
-    """Continue a run from its last complete round."""
+def resume(run_dir: Path = typer.Argument(..., help="a run folder, e.g. runs/movies-20261125-120000-s42"),
+           ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
+                                             help="decide in Ray actors from now on (see `run --ray`)"),
+           workers: Optional[int] = typer.Option(None, "--workers", min=1, help="decide in N worker processes"),
+           local: bool = typer.Option(False, "--local", help="decide in this process, whatever the run used")) -> None:
+    """Continue a run from its last complete round (on the backend it used, unless told otherwise)."""
     from simworld import runner
 
     try:
         if not run_dir.is_dir():
             raise SimworldError(f"run folder not found: {run_dir}")
-        sim = runner.resume(run_dir)
+        if local and (ray is not None or workers is not None):
+            raise SimworldError("--local decides in this process: give it without --ray and --workers")
+        execution = {"execution.backend": "local"} if local else _execution_settings(ray, workers)
+        sim = runner.resume(run_dir, execution or None)
         if sim.finished:
             console.print(f"run {sim.run_id} already has all {sim.scenario.rounds} rounds")
             sim.close()

@@ -225,16 +225,24 @@ def start(scenario: Scenario | str | Path, *, out_dir: str | Path | None = None,
     return Simulation(scenario, world, recorder)
 
 
-def resume(run_dir: str | Path) -> Simulation:
+def resume(run_dir: str | Path, execution: dict[str, Any] | None = None) -> Simulation:
     """Continue a run from its last committed round, with nothing duplicated or missing; a run
-    whose rounds are all done but which was killed while finishing is finished."""
+    whose rounds are all done but which was killed while finishing is finished. `execution`
+    (dotted `execution.*` settings) decides elsewhere than the run did so far, e.g. a Ray run
+    resumed in this process: every backend gives the same events."""
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
     from simworld.branch import BRANCH_FILE, resume_branch
 
+    if execution and any(not key.startswith("execution.") for key in execution):
+        raise SimworldError(f"resume changes only execution settings, not {sorted(execution)}")
     if (run_dir / BRANCH_FILE).exists():  # its first rounds replay its parent's: the branch module knows how
+        if execution:
+            raise SimworldError("a branch resumes with the backend it was made with (drop --ray/--workers/--local)")
         return resume_branch(run_dir)
     scenario = load_scenario(run_dir / "scenario.yaml")  # saved with its paths made absolute
+    if execution:
+        scenario = scenario.with_settings(execution)
     run_id = summary["run_id"]
     world = SimWorld(scenario, build_parts(scenario, run_id, run_dir), run_id=run_id)
     sim = reopen(scenario, world, run_dir)

@@ -185,3 +185,31 @@ def test_a_model_gone_in_a_worker_stops_the_run_cleanly_as_in_one_process(openai
         sim.close()
     assert read_summary(sim.run_dir)["status"] == "stopped"
     assert read_ledger(sim.run_dir).filter(pl.col("round") == 1).height > 0
+
+
+def test_a_run_resumes_on_another_backend_to_the_same_events(tmp_path):
+    """`simworld resume --workers N` / `--local`: a run started in this process goes on in worker
+    processes (and back) with the events an uninterrupted run gives."""
+    from typer.testing import CliRunner
+
+    from simworld.cli import app
+
+    scenario = load_scenario(write_scenario(tmp_path, SOCIAL))
+    whole = run(scenario, tmp_path / "whole", "whole")
+    sim = runner.start(scenario, out_dir=tmp_path / "cut", run_id="cut")
+    sim.step()
+    sim.step()
+    sim.close()
+    moved = runner.resume(sim.run_dir, {"execution.backend": "processes", "execution.workers": 2})
+    try:
+        assert isinstance(moved.world.executor, ProcessExecutor)
+        moved.step()
+    finally:
+        moved.close()
+    done = CliRunner().invoke(app, ["resume", str(sim.run_dir), "--local"])
+    assert done.exit_code == 0, done.output
+    assert events_of(sim).equals(events_of(whole))
+    bad = CliRunner().invoke(app, ["resume", str(sim.run_dir), "--local", "--workers", "2"])
+    assert bad.exit_code == 2 and "--local" in bad.output
+    with pytest.raises(SimworldError, match="only execution settings"):
+        runner.resume(sim.run_dir, {"seed": 4})
