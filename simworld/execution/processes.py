@@ -10,7 +10,6 @@ driver waits for the sockets in threads, so its event loop keeps running.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import socket
 import subprocess
@@ -18,7 +17,7 @@ import sys
 from multiprocessing.connection import Connection
 
 from simworld.errors import SimworldError
-from simworld.execution.sharded import ShardedExecutor, WorkerDied
+from simworld.execution.sharded import ShardedExecutor, ThreadedHost, WorkerDied
 from simworld.execution.wire import Reply, Request, ShardWorker, WorkerSetup
 
 START_TIMEOUT_S = 300.0  # a worker imports simworld and may load the embedded model
@@ -47,13 +46,8 @@ def _serve(conn: Connection) -> None:
         worker.close()
 
 
-class ProcessHost:
+class ProcessHost(ThreadedHost):
     """One worker process and the driver's end of its pipe."""
-
-    def __init__(self, setup: WorkerSetup, index: int):
-        self.setup, self.index = setup, index
-        self.pid: int | None = None
-        self._launch()
 
     def _launch(self) -> None:
         mine, theirs = socket.socketpair()
@@ -84,14 +78,6 @@ class ProcessHost:
         except (EOFError, OSError) as exc:
             raise WorkerDied(f"process {self.pid} ended (exit code {self.process.wait()}): "
                              f"{type(exc).__name__}") from None
-
-    async def ask(self, request: Request) -> Reply:
-        return await asyncio.to_thread(self._call, request)
-
-    def restart(self) -> None:
-        self.close()
-        self._launch()
-        self.wait_ready()
 
     def stop(self) -> None:
         """Ask the worker to end (without waiting for it)."""

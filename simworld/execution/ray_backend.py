@@ -11,7 +11,6 @@ TCP connect first: Ray itself waits minutes before it gives up on an unreachable
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import logging
@@ -24,8 +23,8 @@ from urllib.parse import urlsplit
 
 from simworld.config import ExecutionSpec
 from simworld.errors import SimworldError
-from simworld.execution.sharded import ShardedExecutor, WorkerDied
-from simworld.execution.wire import Reply, Request, ShardWorker, WorkerSetup
+from simworld.execution.sharded import ShardedExecutor, ThreadedHost, WorkerDied
+from simworld.execution.wire import Reply, Request, ShardWorker
 
 ALLOW_NETWORK_ENV = "SIMWORLD_RAY_ALLOW_NETWORK"
 CONNECT_TIMEOUT_S = 5.0
@@ -126,13 +125,8 @@ def _remote_worker():
     return _REMOTE
 
 
-class RayHost:
+class RayHost(ThreadedHost):
     """One Ray actor holding a worker's shards."""
-
-    def __init__(self, setup: WorkerSetup, index: int):
-        self.setup, self.index = setup, index
-        self.pid: int | None = None
-        self._launch()
 
     def _launch(self) -> None:
         self.actor = _remote_worker().remote(self.setup)
@@ -154,14 +148,6 @@ class RayHost:
             return ray.get(self.actor.decide.remote(request))
         except ray.exceptions.RayActorError as exc:
             raise WorkerDied(f"actor {self.index} (pid {self.pid}) died: {type(exc).__name__}") from None
-
-    async def ask(self, request: Request) -> Reply:
-        return await asyncio.to_thread(self._call, request)
-
-    def restart(self) -> None:
-        self.close()
-        self._launch()
-        self.wait_ready()
 
     def close(self) -> None:
         import ray

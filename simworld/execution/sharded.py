@@ -46,6 +46,36 @@ class Host(Protocol):
     def close(self) -> None: ...
 
 
+class ThreadedHost:
+    """What every host does alike: it is launched when made, a blocking `_call` runs in a
+    thread so the driver's event loop goes on, and a restart is a close and a new launch."""
+
+    def __init__(self, setup: WorkerSetup, index: int):
+        self.setup, self.index = setup, index
+        self.pid: int | None = None
+        self._launch()
+
+    def _launch(self) -> None:
+        raise NotImplementedError
+
+    def _call(self, request: Request) -> Reply:
+        raise NotImplementedError
+
+    def wait_ready(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    async def ask(self, request: Request) -> Reply:
+        return await asyncio.to_thread(self._call, request)
+
+    def restart(self) -> None:
+        self.close()
+        self._launch()
+        self.wait_ready()
+
+
 class ShardedExecutor:
     """Splits the agents into shards and the shards over `spec.workers` hosts (made by
     `host_class`, started on the first round: they need the world's policies and graph)."""
