@@ -28,7 +28,6 @@ import functools
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import pydantic
 from figures import add_json_option, write_figures
+from endpoint import start_server
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -65,20 +65,6 @@ def request(i: int) -> LLMRequest:
         agent_id=i,
         purpose="decide",
     )
-
-
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "openai_server.py"), "--latency", str(latency)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # a client closing kept-alive connections at exit is no news
-        text=True,
-    )
-    line = proc.stdout.readline().split()
-    if len(line) != 2 or line[0] != "PORT":
-        proc.kill()
-        raise SystemExit("the test server did not start")
-    return proc, f"http://127.0.0.1:{line[1]}/v1"
 
 
 Call = Callable[[LLMRequest], Awaitable[object]]

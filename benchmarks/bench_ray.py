@@ -26,9 +26,11 @@ import time
 from pathlib import Path
 
 from figures import add_json_option, write_figures
+from endpoint import start_server
+
+from simworld.execution.ray_backend import LOOPBACK_NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[1]
-LOOPBACK_NAMESPACE = ["unshare", "--map-root-user", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
 
 
 def scenario_for(args: argparse.Namespace, url: str | None, cache: Path):
@@ -60,13 +62,6 @@ def timed_run(scenario, out: Path, run_id: str, **execution) -> tuple[float, obj
     finally:
         sim.close()
     return time.perf_counter() - started, sim
-
-
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "openai_server.py"), "--latency", str(latency)],
-                              stdout=subprocess.PIPE, text=True)
-    line = server.stdout.readline().split()  # "PORT <n>"
-    return server, f"http://127.0.0.1:{line[1]}/v1"
 
 
 def inside(args: argparse.Namespace) -> None:

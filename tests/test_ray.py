@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from simworld.execution.ray_backend import LOOPBACK_NAMESPACE
+
 ROOT = Path(__file__).resolve().parents[1]
-LOOPBACK_NAMESPACE = ["unshare", "--map-root-user", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
 
 
 def namespace_problem() -> str | None:

@@ -27,6 +27,9 @@ from simworld.execution.sharded import ShardedExecutor, ThreadedHost, WorkerDied
 from simworld.execution.wire import Reply, Request, ShardWorker
 
 ALLOW_NETWORK_ENV = "SIMWORLD_RAY_ALLOW_NETWORK"
+# A command prefix that runs a command in a fresh network namespace holding only loopback (Linux):
+# where a local Ray may start on machines that must not reach out (tests and benchmarks use it).
+LOOPBACK_NAMESPACE = ["unshare", "--map-root-user", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
 CONNECT_TIMEOUT_S = 5.0
 DEFAULT_PORTS = {"ray": 10001, "": 6379}  # Ray Client's port; the GCS port
 
